@@ -1,0 +1,33 @@
+# Two commands for a new user: `make run` and `make test`. Both install into .venv first;
+# the install is skipped when pyproject.toml has not changed since the last one.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch 2.14.1 + torchvision 0.29.1: the pair timm needs; pinned so pip takes the local wheels
+TORCH := torch==2.14.1 torchvision==0.29.1
+export DVC_NO_ANALYTICS := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: install run test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev]' $(TORCH)
+	touch $(STAMP)
+
+# The main job: the DVC pipeline synth -> split -> train -> evaluate on the embedded dataset.
+run: install
+	test -d .git || (git init -q && git add -A && git -c user.name=sslmae -c user.email=sslmae@localhost commit -qm "initial")
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
+
+test: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf data runs .dvc/cache .dvc/tmp

@@ -1,0 +1,45 @@
+"""Random patch masks, generated in batches on the model's device (SimMIM style).
+
+A mask is drawn on a grid of `mask_patch_size` cells, exactly round(ratio * cells) of them
+masked per image, then upsampled to the model's patch grid. Convention: 1 is masked.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_patch_mask(
+    n: int,
+    img_size: int,
+    patch_size: int,
+    mask_patch_size: int,
+    ratio: float,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """mask: (n, L) bool with L = (img_size // patch_size)**2 patches; True is masked."""
+    if mask_patch_size % patch_size or img_size % mask_patch_size:
+        raise ValueError(
+            f"mask_patch_size ({mask_patch_size}) must be a multiple of patch_size ({patch_size}) "
+            f"and divide img_size ({img_size})"
+        )
+    cells_side = img_size // mask_patch_size
+    cells = cells_side**2
+    k = int(round(ratio * cells))
+    scores = torch.rand(n, cells, device=device, generator=generator)
+    order = scores.argsort(dim=1)
+    coarse = torch.zeros(n, cells, dtype=torch.bool, device=device)
+    coarse.scatter_(1, order[:, :k], True)
+    scale = mask_patch_size // patch_size
+    grid = coarse.view(n, cells_side, cells_side)
+    grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    return grid.reshape(n, -1)
+
+
+def mask_to_pixels(mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(N, L) patch mask -> (N, 1, H, W) pixel mask of the same dtype."""
+    n, length = mask.shape
+    side = int(round(length**0.5))
+    grid = mask.view(n, 1, side, side)
+    return grid.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)

@@ -1,0 +1,85 @@
+"""Batch samplers: semi-supervised pairing and plain labeled batches, shardable over ranks.
+
+Semi-supervised (the paper's scheme): an epoch walks the unlabeled pool once; each batch
+pairs B unlabeled images with B labeled ones drawn with replacement. Indices refer to one
+dataset holding both pools. With `world_size > 1` each rank takes a disjoint shard of the
+epoch's batches, so every unlabeled image is seen once per epoch across ranks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class _EpochSampler(Sampler):
+    def __init__(self, seed: int, rank: int, world_size: int):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of size {world_size}")
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch])
+
+    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+        return batches[self.rank :: self.world_size]
+
+
+class PairedBatchSampler(_EpochSampler):
+    """Yields [u_1..u_B, l_1..l_B]: B unlabeled (without replacement) + B labeled (with)."""
+
+    def __init__(self, unlabeled: np.ndarray, labeled: np.ndarray, batch_size: int,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(seed, rank, world_size)
+        if len(unlabeled) == 0 or len(labeled) == 0:
+            raise ValueError("semi-supervised batches need both labeled and unlabeled images")
+        self.unlabeled, self.labeled, self.batch_size = np.asarray(unlabeled), np.asarray(labeled), batch_size
+
+    def _batches(self) -> list[list[int]]:
+        rng = self._rng()
+        order = rng.permutation(self.unlabeled)
+        n = math.ceil(len(order) / self.batch_size)
+        # pad the last shard-round so every rank gets the same number of steps (DDP needs it)
+        n = math.ceil(n / self.world_size) * self.world_size
+        out = []
+        for b in range(n):
+            u = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if len(u) == 0:  # padding batch: reuse the start of the permutation
+                u = order[: self.batch_size]
+            lab = rng.choice(self.labeled, size=len(u), replace=True)
+            out.append([int(i) for i in u] + [int(i) for i in lab])
+        return out
+
+    def __iter__(self):
+        return iter(self._shard(self._batches()))
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.unlabeled) / self.batch_size)
+        return math.ceil(n / self.world_size)
+
+
+class LabeledBatchSampler(_EpochSampler):
+    """Shuffled batches of the labeled pool, each image once per epoch."""
+
+    def __init__(self, labeled: np.ndarray, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(seed, rank, world_size)
+        if len(labeled) == 0:
+            raise ValueError("no labeled images to train on")
+        self.labeled, self.batch_size = np.asarray(labeled), batch_size
+
+    def _batches(self) -> list[list[int]]:
+        order = self._rng().permutation(self.labeled)
+        n = math.ceil(math.ceil(len(order) / self.batch_size) / self.world_size) * self.world_size
+        batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(n)]
+        return [[int(i) for i in (b if len(b) else order[: self.batch_size])] for b in batches]
+
+    def __iter__(self):
+        return iter(self._shard(self._batches()))
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(len(self.labeled) / self.batch_size) / self.world_size)

@@ -1,0 +1,22 @@
+"""SimMIM's lightweight decoder: a 1x1 convolution to p*p*3 channels and a pixel shuffle."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SimMIMDecoder(nn.Module):
+    """tokens (N, L, D) on an (h, w) grid -> image (N, 3, h*p, w*p)."""
+
+    def __init__(self, embed_dim: int, patch_size: int, in_chans: int = 3):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(embed_dim, patch_size**2 * in_chans, kernel_size=1)
+        self.shuffle = nn.PixelShuffle(patch_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        n, length, d = tokens.shape
+        side = int(round(length**0.5))
+        grid = tokens.transpose(1, 2).reshape(n, d, side, side)
+        return self.shuffle(self.proj(grid))

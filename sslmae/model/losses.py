@@ -1,0 +1,59 @@
+"""Loss registries: reconstruction (on masked pixels) and classification (by task)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def l1_masked(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """SimMIM's loss: mean absolute error over the pixels of masked patches.
+
+    pred, target: (N, 3, H, W);  pixel_mask: (N, 1, H, W), 1 is masked.
+    """
+    err = (pred - target).abs() * pixel_mask
+    return err.sum() / (pixel_mask.sum() * pred.shape[1]).clamp_min(1e-5)
+
+
+def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """MAE-style option: MSE against per-patch normalised pixels, masked patches only."""
+    n, c, h, w = target.shape
+    p = patch_size
+
+    def patches(x):  # (N, C, H, W) -> (N, L, p*p*C)
+        return x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), -1)
+
+    t = patches(target)
+    t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+    err = ((patches(pred) - t) ** 2).mean(-1)  # (N, L)
+    m = pixel_mask[:, :, ::p, ::p].reshape(n, -1).to(err.dtype)
+    return (err * m).sum() / m.sum().clamp_min(1e-5)
+
+
+REC_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"l1": l1_masked, "mse_norm_pix": mse_norm_pix}
+
+
+def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-label: sigmoid + binary cross-entropy. logits, targets: (N, C)."""
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-class: softmax + cross-entropy; targets one-hot (N, C)."""
+    return F.cross_entropy(logits, targets.argmax(1))
+
+
+CLS_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mlc": bce, "mcc": ce}
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mlc": torch.sigmoid,
+    "mcc": lambda logits: torch.softmax(logits, dim=1),
+}
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """(N, C) logits -> (N, C) scores: sigmoid for mlc, softmax for mcc."""
+    return ACTIVATIONS[task](logits)

@@ -1,0 +1,208 @@
+"""Stratified train/val/test and labeled/unlabeled splits.
+
+Iterative stratification (Sechidis, Tsoumakas, Vlahavas, ECML-PKDD 2011) balances every
+label across subsets, which a random split does not at small fractions. Multi-class data
+(one-hot rows) is handled by the same algorithm, where it reduces to per-class stratification.
+Images with identical pixels form one group and always land in the same subset.
+
+The split file is a CSV table `image,subset` with subset in {labeled, unlabeled, val, test};
+the subsets are disjoint and cover the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from sslmae.atomic import atomic_file
+from sslmae.datasets.labels_csv import read_labels_csv
+
+SUBSETS = ("labeled", "unlabeled", "val", "test")
+
+
+class SplitError(ValueError):
+    """A split cannot be made or read as asked; the message says why."""
+
+
+def iterative_stratification(y: np.ndarray, proportions: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Assign each row of `y` (N, C) 0/1 to a fold; returns (N,) fold indices.
+
+    Rare labels are distributed first, each example goes to the fold that most lacks
+    its rarest label (ties: the fold that most lacks examples, then at random).
+    """
+    y = np.asarray(y, dtype=bool)
+    n, c = y.shape
+    props = np.asarray(proportions, dtype=float)
+    props = props / props.sum()
+    want_total = props * n
+    want_label = props[:, None] * y.sum(0)[None, :]  # (K, C)
+    fold = np.full(n, -1, dtype=np.int64)
+    remaining = y.copy()
+    left = np.ones(n, dtype=bool)
+
+    def place(i: int, label: int | None) -> None:
+        if label is None:
+            cand = np.flatnonzero(want_total == want_total.max())
+        else:
+            best = want_label[:, label]
+            cand = np.flatnonzero(best == best.max())
+            if len(cand) > 1:
+                sub = want_total[cand]
+                cand = cand[sub == sub.max()]
+        k = int(cand[rng.integers(len(cand))]) if len(cand) > 1 else int(cand[0])
+        fold[i] = k
+        want_total[k] -= 1
+        want_label[k, y[i]] -= 1
+        left[i] = False
+        remaining[i] = False
+
+    while remaining.any():
+        counts = remaining.sum(0)
+        counts = np.where(counts > 0, counts, np.iinfo(np.int64).max)
+        label = int(np.argmin(counts))
+        rows = np.flatnonzero(remaining[:, label])
+        for i in rng.permutation(rows):
+            place(int(i), label)
+    for i in rng.permutation(np.flatnonzero(left)):  # rows without any positive label
+        place(int(i), None)
+    return fold
+
+
+def _stratify_groups(y: np.ndarray, groups: np.ndarray, proportions, rng) -> np.ndarray:
+    """Iterative stratification over groups (a group's labels: the OR of its rows)."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    gy = np.zeros((len(uniq), y.shape[1]), dtype=bool)
+    np.logical_or.at(gy, inverse, y.astype(bool))
+    return iterative_stratification(gy, proportions, rng)[inverse]
+
+
+def pixel_groups(paths: list[Path]) -> np.ndarray:
+    """(N,) group ids: images with identical decoded pixels share an id."""
+    ids: dict[str, int] = {}
+    out = np.empty(len(paths), dtype=np.int64)
+    for i, p in enumerate(paths):
+        with Image.open(p) as im:
+            h = hashlib.sha256(f"{im.mode}{im.size}".encode() + im.tobytes()).hexdigest()
+        out[i] = ids.setdefault(h, len(ids))
+    return out
+
+
+def make_split(
+    y: np.ndarray,
+    fraction: float,
+    val: float,
+    test: float,
+    seed: int,
+    groups: np.ndarray | None = None,
+    predefined: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) subset names. `predefined`: optional (N,) of train/val/test, honoured as given.
+
+    The labeled subset is `fraction` of train, stratified, then topped up so that it
+    holds at least one example of every label that has one in train.
+    """
+    y = np.asarray(y, dtype=bool)
+    n = len(y)
+    if not 0 < fraction <= 1:
+        raise SplitError(f"fraction: must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    if predefined is not None:
+        predefined = np.asarray(predefined, dtype=object)
+        bad = sorted(set(predefined) - {"train", "val", "test"})
+        if bad:
+            raise SplitError(f"predefined split: values must be train/val/test, got {bad}")
+        base = predefined.copy()
+    else:
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+            raise SplitError(f"val={val}, test={test}: each must be in [0, 1) and their sum < 1")
+        folds = _stratify_groups(y, groups, [1 - val - test, val, test], rng)
+        base = np.asarray(["train", "val", "test"], dtype=object)[folds]
+    out = base.copy()
+    train = np.flatnonzero(base == "train")
+    if len(train) == 0:
+        raise SplitError("the train subset is empty")
+    if fraction >= 1:
+        out[train] = "labeled"
+        return out
+    folds = _stratify_groups(y[train], groups[train], [fraction, 1 - fraction], rng)
+    labeled = np.zeros(n, dtype=bool)
+    labeled[train[folds == 0]] = True
+    if not labeled.any():
+        labeled[train[rng.integers(len(train))]] = True
+    in_train = np.zeros(n, dtype=bool)
+    in_train[train] = True
+    # top up: every label present in train gets at least one labeled example (rarest first)
+    for c in np.argsort(y[train].sum(0), kind="stable"):
+        if y[labeled, c].any() or not y[train, c].any():
+            continue
+        cand = np.flatnonzero(in_train & ~labeled & y[:, c])
+        pick = cand[rng.integers(len(cand))]
+        labeled[groups == groups[pick]] = True
+    labeled &= in_train
+    out[train] = "unlabeled"
+    out[labeled] = "labeled"
+    return out
+
+
+def split_dataset(
+    dataset_dir: str | Path,
+    out: str | Path,
+    fraction: float = 0.1,
+    val: float = 0.1,
+    test: float = 0.2,
+    seed: int = 42,
+    predefined_file: str | Path | None = None,
+) -> pd.DataFrame:
+    """Split a labels-csv dataset and write the split table atomically to `out` (CSV)."""
+    data = read_labels_csv(dataset_dir)
+    predefined = None
+    if predefined_file is not None:
+        predefined = read_predefined(predefined_file, data.ids)
+    groups = pixel_groups(data.paths)
+    subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined)
+    table = pd.DataFrame({"image": data.ids, "subset": subsets})
+    with atomic_file(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def read_predefined(path: str | Path, ids: list[str]) -> np.ndarray:
+    """(N,) train/val/test from a CSV `image,split`, aligned to `ids`; every id must be present."""
+    table = pd.read_csv(path, dtype=str)
+    if list(table.columns[:2]) != ["image", "split"]:
+        raise SplitError(f"{path}: header must be 'image,split'")
+    mapping = dict(zip(table["image"], table["split"]))
+    missing = [i for i in ids if i not in mapping]
+    if missing:
+        raise SplitError(f"{path}: no split for {len(missing)} image(s), e.g. {missing[:3]}")
+    return np.asarray([mapping[i] for i in ids], dtype=object)
+
+
+def read_split(path: str | Path, ids: list[str]) -> np.ndarray:
+    """(N,) subset names aligned to `ids`. Raises SplitError naming the row on any mismatch."""
+    path = Path(path)
+    if not path.is_file():
+        raise SplitError(f"{path}: split file not found (run `sslmae split` first)")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(table.columns) != ["image", "subset"]:
+        raise SplitError(f"{path}: header must be 'image,subset', got {','.join(table.columns)}")
+    for row, (img, sub) in enumerate(zip(table["image"], table["subset"]), start=2):
+        if sub not in SUBSETS:
+            raise SplitError(f"{path}:{row}: subset of {img!r} must be one of {list(SUBSETS)}, got {sub!r}")
+    if table["image"].duplicated().any():
+        dup = table["image"][table["image"].duplicated()].iloc[0]
+        raise SplitError(f"{path}: image {dup!r} appears twice")
+    mapping = dict(zip(table["image"], table["subset"]))
+    missing = [i for i in ids if i not in mapping]
+    extra = set(mapping) - set(ids)
+    if missing or extra:
+        raise SplitError(
+            f"{path}: does not match the dataset: {len(missing)} image(s) without a subset "
+            f"(e.g. {missing[:3]}), {len(extra)} unknown image(s) (e.g. {sorted(extra)[:3]})"
+        )
+    return np.asarray([mapping[i] for i in ids], dtype=object)

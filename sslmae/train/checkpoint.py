@@ -1,0 +1,50 @@
+"""The exported model file: weights plus everything needed to rebuild and use it.
+
+Saved as a plain dict of tensors and primitives, so it loads with
+`torch.load(weights_only=True)` (no arbitrary pickles), written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from sslmae.atomic import atomic_file
+from sslmae.config import Config, from_dict, to_dict
+from sslmae.model.network import SSLMAE, build_model
+
+FORMAT = "sslmae-model-v1"
+
+
+def save_model(path: str | Path, model: SSLMAE, cfg: Config, label_names: list[str], **meta) -> Path:
+    payload = {
+        "format": FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": to_dict(cfg),
+        "label_names": list(label_names),
+        "meta": meta,
+    }
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> tuple[SSLMAE, Config, list[str], dict]:
+    """-> (model in eval mode, its config, label names, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable sslmae model file: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an sslmae model file (expected format {FORMAT})")
+    cfg = from_dict(payload["config"])
+    # the weights are in the file: never reach for the original pretrained file again
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
+    model = build_model(cfg, num_classes=len(payload["label_names"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), cfg, payload["label_names"], payload.get("meta", {})

@@ -1,0 +1,96 @@
+"""`train(cfg) -> TrainResult`: one SSL-MAE training run, callable from tests, CLI and DVC."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+
+from sslmae.atomic import atomic_file, write_json
+from sslmae.config import Config
+from sslmae.model.network import build_model
+from sslmae.train.checkpoint import save_model
+from sslmae.train.datamodule import SSLDataModule
+from sslmae.train.module import SSLMAEModule
+
+ACCELERATORS = {"auto": lambda: "gpu" if torch.cuda.is_available() else "cpu", "cpu": lambda: "cpu",
+                "gpu": lambda: "gpu", "cuda": lambda: "gpu"}
+# bf16 autocast on GPU, full fp32 on CPU
+AUTO_PRECISION = {"gpu": "bf16-mixed", "cpu": "32-true"}
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # best-by-validation model (weights_only-loadable)
+    last_checkpoint: Path
+    val_metrics: dict | None
+    best_epoch: int
+    w_per_epoch: list[float]
+    history: Path
+    seconds: float
+    label_names: list[str] = field(default_factory=list)
+
+
+def resolve_hardware(cfg: Config) -> tuple[str, str]:
+    accelerator = ACCELERATORS[cfg.train.accelerator]()
+    precision = AUTO_PRECISION[accelerator] if cfg.train.precision == "auto" else cfg.train.precision
+    if precision == "32":
+        precision = "32-true"
+    return accelerator, precision
+
+
+def train(cfg: Config) -> TrainResult:
+    """Train on cfg.data.dir with cfg.data.split_file; write model.pt, last.pt, history.csv
+    and metrics.json to cfg.train.out_dir. Seeded, and deterministic on CPU."""
+    started = time.time()
+    out = Path(cfg.train.out_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = SSLDataModule(cfg)
+    labels = datamodule.label_names
+    model = build_model(cfg, num_classes=len(labels))
+    module = SSLMAEModule(model, cfg)
+    accelerator, precision = resolve_hardware(cfg)
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs,
+        accelerator=accelerator,
+        devices=cfg.train.devices,
+        precision=precision,
+        deterministic=cfg.train.deterministic and accelerator == "cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.train.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our batch samplers shard by rank themselves
+        default_root_dir=str(out),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=datamodule)
+    seconds = time.time() - started
+
+    history = pd.DataFrame(module.history)
+    first = [c for c in ("epoch", "train_loss", "train_l_rec", "train_l_cls", "w", "lr") if c in history]
+    history = history[first + [c for c in history.columns if c not in first]]
+    hist_path = out / "history.csv"
+    with atomic_file(hist_path) as tmp:
+        history.to_csv(tmp, index=False)
+    last = save_model(out / "last.pt", model, cfg, labels, epoch=cfg.train.epochs - 1)
+    model.load_state_dict(module.best_state)
+    best = save_model(out / "model.pt", model, cfg, labels, epoch=module.best_epoch,
+                      val_metrics=module.best_metrics or {})
+    w_per_epoch = [float(v) for v in history["w"]] if "w" in history else []
+    summary = {
+        "best_epoch": module.best_epoch,
+        "epochs": cfg.train.epochs,
+        "train_seconds": round(seconds, 2),
+        "w_final": w_per_epoch[-1] if w_per_epoch else None,
+        **{f"val_{k}": v for k, v in (module.best_metrics or {}).items()},
+    }
+    write_json(out / "metrics.json", summary)
+    return TrainResult(best, last, module.best_metrics, module.best_epoch, w_per_epoch, hist_path, seconds, labels)

@@ -1,0 +1,44 @@
+"""Shared fixtures: every run is shrunk (micro model, tiny images, CPU, 0 workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sslmae.config import load_config
+from sslmae.datasets.synth import write_synthetic
+from sslmae.split import split_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+UCM = REPO.parent / "shared" / "datasets" / "ucm_mlc"
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def tiny_overrides(tmp: Path, data_dir: Path, split_file: Path) -> list[str]:
+    return [
+        f"data.dir={data_dir}", f"data.split_file={split_file}", "data.img_size=32",
+        "model.encoder=micro", "model.patch_size=4", "model.mask_patch_size=8",
+        "train.epochs=2", "train.batch_size=8", "train.progress_bar=false", "train.accelerator=cpu",
+        f"train.out_dir={tmp / 'train'}", f"evaluate.out_dir={tmp / 'eval'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """96 synthetic scenes at 32 px, shared read-only by the session."""
+    return write_synthetic(tmp_path_factory.mktemp("synth") / "ds", n=96, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def split_file(synth_dir, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    split_dataset(synth_dir, path, fraction=0.25, val=0.15, test=0.2, seed=1)
+    return path
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, synth_dir, split_file):
+    return load_config(None, tiny_overrides(tmp_path, synth_dir, split_file))

@@ -1,0 +1,77 @@
+import pytest
+import yaml
+
+from sslmae.config import Config, ConfigError, load_config, to_dict
+
+
+def write(tmp_path, data):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_repo_params_file_loads_and_matches_defaults_shape(tmp_path):
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "params.yaml")
+    assert isinstance(cfg, Config)
+    # every key of the dataclasses is spelled out in params.yaml (one source of truth)
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in to_dict(cfg).items():
+        if isinstance(values, dict):
+            assert set(values) == set(data[section]), section
+
+
+@pytest.mark.parametrize(
+    "data, key, words",
+    [
+        ({"model": {"mask_ratio": 1.5}}, "model.mask_ratio", "< 1.0"),
+        ({"loss": {"w": -1}}, "loss.w", ">= 0.0"),
+        ({"train": {"epochs": "ten"}}, "train.epochs", "expected an integer"),
+        ({"train": {"epochs": 2.5}}, "train.epochs", "expected an integer"),
+        ({"train": {"lr": True}}, "train.lr", "expected a number"),
+        ({"train": {"lr": 0}}, "train.lr", "> 0.0"),
+        ({"model": {"rec_loss": "l2"}}, "model.rec_loss", "must be one of"),
+        ({"model": {"encoder": "huge"}}, "model.encoder", "must be one of"),
+        ({"model": {"maskratio": 0.5}}, "model.maskratio", "unknown key"),
+        ({"modle": {}}, "modle", "unknown key"),
+        ({"model": 3}, "model", "expected a mapping"),
+        ({"model": {"mask_patch_size": 12}}, "model.mask_patch_size", "multiple of model.patch_size"),
+        ({"data": {"img_size": 72}}, "data.img_size", "multiple of model.mask_patch_size"),
+        ({"split": {"val": 0.5, "test": 0.5}}, "split.val + split.test", "< 1"),
+        ({"loss": {"mode": "supervised_baseline", "learn_w": True}}, "loss.learn_w", "no reconstruction"),
+        ({"data": {"task": "regression"}}, "data.task", "must be one of"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, data, key, words):
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert key in msg and words in msg and str(path) in msg
+
+
+def test_overrides_are_typed_and_validated(tmp_path):
+    path = write(tmp_path, {"train": {"epochs": 3}})
+    cfg = load_config(path, ["train.epochs=7", "loss.w=0.25", "model.pretrained=/x/y.pth", "loss.learn_w=true"])
+    assert cfg.train.epochs == 7 and cfg.loss.w == 0.25 and cfg.loss.learn_w is True
+    assert cfg.model.pretrained == "/x/y.pth"
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(path, ["train.epochs=zero"])
+    with pytest.raises(ConfigError, match="train.nope"):
+        load_config(path, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(path, ["train.epochs"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(lst)

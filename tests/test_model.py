@@ -1,0 +1,171 @@
+"""Model contracts: shapes, what each loss may see, gradients, the weight w."""
+
+import pytest
+import torch
+
+from sslmae.data.masks import mask_to_pixels, random_patch_mask
+from sslmae.model.losses import l1_masked, mse_norm_pix
+from sslmae.model.network import SSLMAE
+
+C = 5
+
+
+def make(mode="semi_supervised", learn_w=False, task="mlc", rec_loss="l1", drop_path=0.0):
+    torch.manual_seed(0)
+    return SSLMAE(num_classes=C, task=task, mode=mode, encoder="micro", img_size=32, patch_size=4,
+                  mask_ratio=0.5, mask_patch_size=8, rec_loss=rec_loss, w=0.3, learn_w=learn_w,
+                  drop_path=drop_path)
+
+
+def batch(n=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randn(n, 3, 32, 32, generator=g)
+    targets = (torch.rand(n, C, generator=g) > 0.5).float()
+    labeled = torch.tensor([True, False] * (n // 2))
+    return imgs, targets, labeled
+
+
+def test_shapes_and_finite():
+    m = make().eval()
+    imgs, targets, labeled = batch()
+    assert m(imgs).shape == (6, C)
+    mask = m.draw_mask(6, "cpu")
+    assert mask.shape == (6, 64) and mask.dtype == torch.bool
+    out = m.training_losses(imgs, targets, labeled, mask)
+    assert out["recon"].shape == imgs.shape
+    for k in ("loss", "l_rec", "l_cls", "w"):
+        assert out[k].ndim == 0 and torch.isfinite(out[k])
+
+
+def test_mask_ratio_and_coarse_grid():
+    mask = random_patch_mask(10, img_size=32, patch_size=4, mask_patch_size=8, ratio=0.5)
+    assert (mask.sum(1) == 32).all()  # 16 coarse cells, 8 masked, each 2x2 patches
+    grid = mask.view(10, 8, 8)
+    assert torch.equal(grid[:, ::2, ::2], grid[:, 1::2, 1::2])  # coarse cells are whole
+    with pytest.raises(ValueError):
+        random_patch_mask(1, 32, 4, 6, 0.5)
+
+
+def test_reconstruction_loss_counts_masked_pixels_only():
+    imgs, _, _ = batch()
+    mask = random_patch_mask(6, 32, 4, 8, 0.5)
+    pm = mask_to_pixels(mask, 4).float()
+    pred = torch.randn_like(imgs)
+    for loss in (l1_masked, mse_norm_pix):
+        base = loss(pred, imgs, pm, 4)
+        # change predictions only where pixels are visible: the loss must not move
+        tampered = pred + (1 - pm) * 100.0
+        assert torch.allclose(loss(tampered, imgs, pm, 4), base)
+        # change a masked pixel: it must move
+        assert not torch.allclose(loss(pred + pm * 1.0, imgs, pm, 4), base)
+    # l1 value by hand
+    expect = ((pred - imgs).abs() * pm).sum() / (pm.sum() * 3)
+    assert torch.allclose(l1_masked(pred, imgs, pm, 4), expect)
+
+
+def test_classifier_sees_only_unmasked_tokens_of_labeled_rows():
+    m = make().eval()  # eval: no drop path, deterministic
+    imgs, targets, labeled = batch()
+    mask = m.draw_mask(6, "cpu", torch.Generator().manual_seed(3))
+    l_cls = m.training_losses(imgs, targets, labeled, mask)["l_cls"]
+    # 1) change the pixels of a masked patch of a labeled row
+    pm = mask_to_pixels(mask, 4).float()
+    changed = imgs + pm * 5.0
+    assert torch.allclose(m.training_losses(changed, targets, labeled, mask)["l_cls"], l_cls, atol=1e-6)
+    # 2) change an unlabeled row's image and its label
+    imgs2, targets2 = imgs.clone(), targets.clone()
+    imgs2[1] = torch.randn(3, 32, 32)
+    targets2[1] = 1 - targets2[1]
+    assert torch.allclose(m.training_losses(imgs2, targets2, labeled, mask)["l_cls"], l_cls, atol=1e-6)
+    # 3) a visible patch of a labeled row does matter
+    vis = (1 - pm) * 5.0
+    imgs3 = imgs.clone()
+    imgs3[0] = imgs[0] + vis[0]
+    assert not torch.allclose(m.training_losses(imgs3, targets, labeled, mask)["l_cls"], l_cls)
+    # 4) a labeled row's label matters
+    t4 = targets.clone()
+    t4[0] = 1 - t4[0]
+    assert not torch.allclose(m.training_losses(imgs, t4, labeled, mask)["l_cls"], l_cls)
+
+
+@pytest.mark.parametrize("mode", ["semi_supervised", "supervised", "supervised_baseline"])
+@pytest.mark.parametrize("learn_w", [False, True])
+def test_every_parameter_gets_a_gradient(mode, learn_w):
+    if mode == "supervised_baseline" and learn_w:
+        pytest.skip("the baseline has no w to learn")
+    m = make(mode=mode, learn_w=learn_w).train()
+    imgs, targets, labeled = batch()
+    if mode != "semi_supervised":
+        labeled = torch.ones(6, dtype=torch.bool)
+    m.training_losses(imgs, targets, labeled)["loss"].backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    if mode == "supervised_baseline":  # nothing is masked, so the mask token is unused
+        assert missing == ["mask_token"]
+    else:
+        assert missing == []
+    if learn_w:
+        assert m.weight.theta.grad is not None and m.weight.theta.grad != 0
+
+
+def test_learnable_w_stays_in_unit_interval_and_moves():
+    m = make(learn_w=True).train()
+    assert abs(float(m.weight()) - 0.3) < 1e-5  # starts at the configured w
+    opt = torch.optim.SGD([m.weight.theta], lr=50.0)
+    imgs, targets, labeled = batch()
+    seen = []
+    for _ in range(20):
+        opt.zero_grad()
+        m.training_losses(imgs, targets, labeled)["loss"].backward()
+        opt.step()
+        seen.append(float(m.weight()))
+    assert all(0.0 <= w <= 1.0 for w in seen)
+    assert abs(seen[-1] - 0.3) > 1e-3
+    # the joint objective uses w as stated
+    out = m.training_losses(imgs, targets, labeled)
+    assert torch.allclose(out["loss"], (1 - out["w"]) * out["l_rec"] + out["w"] * out["l_cls"])
+
+
+def test_supervised_baseline_has_no_reconstruction_term():
+    m = make(mode="supervised_baseline").eval()
+    assert m.decoder is None
+    imgs, targets, _ = batch()
+    labeled = torch.ones(6, dtype=torch.bool)
+    out = m.training_losses(imgs, targets, labeled)
+    assert out["recon"] is None and float(out["l_rec"]) == 0.0
+    assert torch.allclose(out["loss"], out["l_cls"])
+    # no masking in the baseline: the loss equals plain classification of the full image
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(m(imgs), targets)
+    assert torch.allclose(out["loss"], expected, atol=1e-6)
+
+
+def test_mcc_uses_softmax_cross_entropy():
+    m = make(task="mcc").eval()
+    imgs, _, _ = batch()
+    targets = torch.nn.functional.one_hot(torch.arange(6) % C, C).float()
+    labeled = torch.ones(6, dtype=torch.bool)
+    mask = m.draw_mask(6, "cpu")
+    out = m.training_losses(imgs, targets, labeled, mask)
+    logits = m.classify(m.encode(imgs, mask), ~mask)
+    assert torch.allclose(out["l_cls"], torch.nn.functional.cross_entropy(logits, targets.argmax(1)), atol=1e-6)
+
+
+def test_pretrained_weights_load_from_a_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    src = make()
+    state = {f"module.{k}": v for k, v in src.encoder.state_dict().items()}
+    torch.save({"model": state}, tmp_path / "w.pth")
+    save_file(src.encoder.state_dict(), str(tmp_path / "w.safetensors"))
+    for name in ("w.pth", "w.safetensors"):
+        torch.manual_seed(123)
+        dst = SSLMAE(num_classes=C, encoder="micro", img_size=32, patch_size=4, mask_patch_size=8,
+                     pretrained=str(tmp_path / name))
+        for k, v in src.encoder.state_dict().items():
+            assert torch.equal(dst.encoder.state_dict()[k], v), k
+    with pytest.raises(FileNotFoundError, match="model.pretrained"):
+        SSLMAE(num_classes=C, encoder="micro", img_size=32, patch_size=4, mask_patch_size=8,
+               pretrained=str(tmp_path / "absent.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        SSLMAE(num_classes=C, encoder="micro", img_size=32, patch_size=4, mask_patch_size=8,
+               pretrained=str(tmp_path / "junk.pth"))

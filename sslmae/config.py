@@ -122,7 +122,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     epochs: int = _check(30, _range(1))
     batch_size: int = _check(32, _range(1))  # labeled images per step (+ as many unlabeled)
-    lr: float = _check(1e-3, _range(0.0, lo_open=True))
+    lr: float = _check(5e-4, _range(0.0, lo_open=True))
     weight_decay: float = _check(0.05, _range(0.0))
     warmup_epochs: float = _check(2.0, _range(0.0))
     min_lr_ratio: float = _check(0.01, _range(0.0, 1.0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,6 +24,31 @@ ACCELERATORS = {"auto": lambda: "gpu" if torch.cuda.is_available() else "cpu", "
                 "gpu": lambda: "gpu", "cuda": lambda: "gpu"}
 # bf16 autocast on GPU, full fp32 on CPU
 AUTO_PRECISION = {"gpu": "bf16-mixed", "cpu": "32-true"}
+
+
+# Lightning warnings that describe our deliberate choices, not problems
+_EXPECTED_WARNINGS = (
+    ".*does not have many workers.*",  # num_workers is a param; 0 is right for tiny data
+    ".*overridden `on_after_batch_transfer`.*",  # augmentation lives in the module on purpose
+    ".*LeafSpec.*",  # lightning 2.6 vs torch 2.14 deprecation inside lightning itself
+)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_lightning_tips():
+    """Drop Lightning's advertising line from the log for the duration of a fit."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    f = _DropTips()
+    log.addFilter(f)
+    try:
+        yield
+    finally:
+        log.removeFilter(f)
 
 
 @dataclass
@@ -69,8 +96,9 @@ def train(cfg: Config) -> TrainResult:
         use_distributed_sampler=False,  # our batch samplers shard by rank themselves
         default_root_dir=str(out),
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with warnings.catch_warnings(), _quiet_lightning_tips():
+        for pattern in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
         trainer.fit(module, datamodule=datamodule)
     seconds = time.time() - started
 

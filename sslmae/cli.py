@@ -29,6 +29,13 @@ def cmd_synth(args) -> None:
     print(f"wrote {args.n} synthetic scenes ({args.size}px) to {out}")
 
 
+def cmd_ingest(args) -> None:
+    from sslmae.datasets.ingest import ingest
+
+    ingest(args.source, args.out, layout=args.layout, on_bad=args.on_bad, s3_endpoint=args.s3_endpoint,
+           max_pixels=args.max_pixels, min_side=args.min_side, workers=args.workers)
+
+
 def cmd_split(args) -> None:
     from sslmae.split import split_dataset
 
@@ -82,8 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("ingest", help="validate and normalise a dataset into DIR (manifest.parquet + images/)")
+    p.add_argument("source", help="a folder, a .zip/.tar(.gz) archive, or s3://bucket/prefix")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--layout", default="auto",
+                   help="auto|labels-csv|ucm-txt|class-folders|bigearthnet|manifest (default: auto, says which)")
+    p.add_argument("--on-bad", default="error", choices=["error", "skip"],
+                   help="error: stop at the first bad item; skip: list it in ingest_report.json and go on")
+    p.add_argument("--s3-endpoint", default=None, help="S3 API URL (default: AWS_ENDPOINT_URL[_S3] or AWS)")
+    p.add_argument("--max-pixels", type=int, default=100_000_000, help="larger images are rejected (bomb guard)")
+    p.add_argument("--min-side", type=int, default=16, help="images with a smaller side are rejected")
+    p.add_argument("--workers", type=int, default=4, help="decoding threads")
+    p.set_defaults(func=cmd_ingest)
+
     p = sub.add_parser("split", help="stratified labeled/unlabeled/val/test split of a dataset")
-    p.add_argument("dataset", help="dataset folder (images/ + labels.csv)")
+    p.add_argument("dataset", help="dataset folder (ingested: manifest.parquet, or images/ + labels.csv)")
     p.add_argument("--out", required=True, help="split table to write (CSV: image,subset)")
     p.add_argument("--fraction", type=float, default=0.1, help="labeled fraction of train (0.01 .. 1)")
     p.add_argument("--seed", type=int, default=42)
@@ -108,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from sslmae.datasets.labels_csv import DatasetError
+    from sslmae.datasets.problems import DatasetError
     from sslmae.split import SplitError
 
     return (ConfigError, DatasetError, SplitError, FileNotFoundError, ValueError)

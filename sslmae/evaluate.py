@@ -9,7 +9,7 @@ import torch
 
 from sslmae.atomic import atomic_file, write_json
 from sslmae.data.augment import normalize
-from sslmae.datasets.labels_csv import read_labels_csv
+from sslmae.datasets.load import load_dataset
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
 from sslmae.model.losses import probabilities
 from sslmae.model.network import SSLMAE
@@ -50,7 +50,7 @@ def evaluate(
     if subset not in SUBSET_GROUPS:
         raise ValueError(f"subset: must be one of {sorted(SUBSET_GROUPS)}, got {subset!r}")
     model, cfg, label_names, meta = load_model(model_path)
-    data = read_labels_csv(dataset_dir or cfg.data.dir)
+    data = load_dataset(dataset_dir or cfg.data.dir)
     if data.label_names != label_names:
         raise ValueError(
             f"{data.root}: labels {data.label_names} differ from the model's {label_names}"

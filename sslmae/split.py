@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from sslmae.atomic import atomic_file
-from sslmae.datasets.labels_csv import read_labels_csv
+from sslmae.datasets.load import load_dataset
 
 SUBSETS = ("labeled", "unlabeled", "val", "test")
 
@@ -158,12 +158,15 @@ def split_dataset(
     seed: int = 42,
     predefined_file: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Split a labels-csv dataset and write the split table atomically to `out` (CSV)."""
-    data = read_labels_csv(dataset_dir)
-    predefined = None
+    """Split a dataset folder (ingested, or labels-csv) and write the split table atomically
+    to `out` (CSV). A predefined split comes from `predefined_file`, else from the manifest."""
+    data = load_dataset(dataset_dir)
+    predefined = data.predefined
     if predefined_file is not None:
         predefined = read_predefined(predefined_file, data.ids)
-    groups = pixel_groups(data.paths)
+    if predefined is not None and any(p is None for p in predefined):
+        raise SplitError(f"{dataset_dir}: the predefined split leaves {sum(p is None for p in predefined)} image(s) without a subset")
+    groups = data.groups if data.groups is not None else pixel_groups(data.paths)
     subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined)
     table = pd.DataFrame({"image": data.ids, "subset": subsets})
     with atomic_file(out) as tmp:

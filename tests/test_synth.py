@@ -68,7 +68,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         ("image,a,b\n", "header only"),
         ("name,a\nx,1\n", "header must be"),
         ("image,a,b\nimg0,1,2\n", "must be 0 or 1, got '2'"),
-        ("image,a,b\nimg0,1,\n", "must be 0 or 1, got ''"),
+        ("image,a,b\nimg0,1,\n", "must be 0 or 1, missing value"),
         ("image,a,b\nimg0,1\n", "expected 3 columns"),
         ("image,a,b\nimg0,1,0\nimg0,0,1\n", "listed twice"),
         ("image,a,b\nmissing,1,1\n", "no image file"),

@@ -36,3 +36,24 @@ def test_one_percent_split_covers_every_label_and_keeps_duplicates_together():
     lab = sub == "labeled"
     assert (data.labels[lab].sum(0) > 0).all()  # all 17 labels at 1 %
     assert lab.sum() <= 17 + 15
+
+
+@pytest.mark.slow
+def test_ingest_then_split_at_one_percent(tmp_path):
+    from sslmae.cli import main
+    from sslmae.datasets.load import load_dataset
+
+    out, split = tmp_path / "D", tmp_path / "S.csv"
+    assert main(["ingest", str(UCM), "--out", str(out)]) == 0
+    data = load_dataset(out)
+    assert len(data) == 2100 and len(data.label_names) == 17
+    assert dict(zip(data.label_names, data.labels.sum(0).tolist())) == source_counts()
+    report = (out / "ingest_report.json").read_text()
+    assert '"catalog": "UCM_mlc"' in report and "airplane01" in report  # the identical pair is reported
+    assert main(["split", str(out), "--out", str(split), "--fraction", "0.01"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(split)
+    assert len(table) == 2100 and set(table["subset"]) == {"labeled", "unlabeled", "val", "test"}
+    lab = table["subset"].to_numpy() == "labeled"
+    assert (data.labels[lab].sum(0) > 0).all()

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from sslmae.config import Config
 from sslmae.data.images import ImageTableDataset
 from sslmae.data.sampling import LabeledBatchSampler, PairedBatchSampler
-from sslmae.datasets.labels_csv import LabeledImages, read_labels_csv
+from sslmae.datasets.load import load_dataset
+from sslmae.datasets.records import LabeledImages
 from sslmae.model.network import MODES
 from sslmae.split import read_split
 
@@ -39,7 +40,7 @@ class SSLDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        self.data = read_labels_csv(self.cfg.data.dir)
+        self.data = load_dataset(self.cfg.data.dir)
         self.subsets = read_split(self.cfg.data.split_file, self.data.ids)
 
     @property

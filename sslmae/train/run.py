@@ -42,13 +42,17 @@ class _DropTips(logging.Filter):
 @contextlib.contextmanager
 def _quiet_lightning_tips():
     """Drop Lightning's advertising line from the log for the duration of a fit."""
-    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    f = _DropTips()
-    log.addFilter(f)
+    # lightning routes rank-zero messages through whichever of these modules was set up last
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+             "lightning_utilities.core.rank_zero")
+    loggers, f = [logging.getLogger(n) for n in names], _DropTips()
+    for log in loggers:
+        log.addFilter(f)
     try:
         yield
     finally:
-        log.removeFilter(f)
+        for log in loggers:
+            log.removeFilter(f)
 
 
 @dataclass
@@ -71,18 +75,8 @@ def resolve_hardware(cfg: Config) -> tuple[str, str]:
     return accelerator, precision
 
 
-def train(cfg: Config) -> TrainResult:
-    """Train on cfg.data.dir with cfg.data.split_file; write model.pt, last.pt, history.csv
-    and metrics.json to cfg.train.out_dir. Seeded, and deterministic on CPU."""
-    started = time.time()
-    out = Path(cfg.train.out_dir)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = SSLDataModule(cfg)
-    labels = datamodule.label_names
-    model = build_model(cfg, num_classes=len(labels))
-    module = SSLMAEModule(model, cfg)
-    accelerator, precision = resolve_hardware(cfg)
-    trainer = L.Trainer(
+def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trainer:
+    return L.Trainer(
         max_epochs=cfg.train.epochs,
         accelerator=accelerator,
         devices=cfg.train.devices,
@@ -96,6 +90,21 @@ def train(cfg: Config) -> TrainResult:
         use_distributed_sampler=False,  # our batch samplers shard by rank themselves
         default_root_dir=str(out),
     )
+
+
+def train(cfg: Config) -> TrainResult:
+    """Train on cfg.data.dir with cfg.data.split_file; write model.pt, last.pt, history.csv
+    and metrics.json to cfg.train.out_dir. Seeded, and deterministic on CPU."""
+    started = time.time()
+    out = Path(cfg.train.out_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = SSLDataModule(cfg)
+    labels = datamodule.label_names
+    model = build_model(cfg, num_classes=len(labels))
+    module = SSLMAEModule(model, cfg)
+    accelerator, precision = resolve_hardware(cfg)
+    with _quiet_lightning_tips():  # the tip is printed while the Trainer is built
+        trainer = _trainer(cfg, accelerator, precision, out)
     with warnings.catch_warnings(), _quiet_lightning_tips():
         for pattern in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)

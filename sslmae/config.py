@@ -72,7 +72,10 @@ class SynthConfig:
 class DataConfig:
     """Which dataset the pipeline trains on, and how images are fed to the model."""
 
-    dir: str = "data/synth"  # a labels-csv layout folder: images/ + labels.csv
+    source: str = "data/synth"  # what `sslmae ingest` reads: folder, archive or s3://bucket/prefix
+    layout: str = _check("auto", _choice("auto", "labels-csv", "ucm-txt", "class-folders", "bigearthnet", "manifest"))
+    on_bad: str = _check("error", _choice("error", "skip"))
+    dir: str = "data/dataset"  # the ingested dataset (manifest.parquet + images/) training reads
     split_file: str = "data/split.csv"
     task: str = _check("mlc", _choice("mlc", "mcc"))
     img_size: int = _check(64, _range(8, 4096))

@@ -7,6 +7,7 @@ predefined split. Other columns are not allowed, so a typo never silently become
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -66,11 +67,28 @@ def _resolve(cell: str, base: Path, fetch) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def _read_canonical(path: Path, meta: dict) -> RawDataset:
+    """An sslmae-ingested folder: its manifest already holds vectors, names and splits."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path, columns=["image", "path", "labels", "split", "source"]).to_pylist()
+    records = [Record(image=r["image"], files=(path.parent / r["path"],), labels=np.asarray(r["labels"], np.uint8),
+                      split=r["split"], source=r["source"]) for r in rows]
+    return RawDataset(layout="manifest", task=meta.get(b"sslmae.task", b"mlc").decode(),
+                      label_names=json.loads(meta[b"sslmae.label_names"]), records=records)
+
+
 def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
     """`fetch(uri) -> Path` downloads s3:// images (given by the ingest)."""
     path = _table(root)
     if path is None:
         raise DatasetError(f"{root}: no {' or '.join(NAMES)}")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        if b"sslmae.label_names" in meta:  # re-ingesting an ingested folder is an identity
+            return _read_canonical(path, meta)
     df = _load(path)
     if "image" not in df.columns:
         raise DatasetError(f"{path}: needs an 'image' column, has {list(df.columns)}")

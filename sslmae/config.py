@@ -47,6 +47,19 @@ def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
     return check
 
 
+def _each(check):
+    """Apply an element check to every item of a list."""
+
+    def run(values):
+        for i, v in enumerate(values):
+            problem = check(v)
+            if problem:
+                return f"item {i}: {problem}"
+        return None
+
+    return run
+
+
 def _choice(*options):
     def check(v):
         return None if v in options else f"must be one of {list(options)}, got {v!r}"
@@ -130,10 +143,13 @@ class TrainConfig:
     warmup_epochs: float = _check(2.0, _range(0.0))
     min_lr_ratio: float = _check(0.01, _range(0.0, 1.0))
     accelerator: str = _check("auto", _choice("auto", "cpu", "gpu", "cuda"))
-    devices: int = _check(1, _range(1))
+    devices: int = _check(1, _range(1))  # GPUs (or CPU processes) per node; > 1 means DDP
+    num_nodes: int = _check(1, _range(1))  # multi-node: torchrun-style env (MASTER_ADDR, RANK, ...)
+    strategy: str = _check("auto", _choice("auto", "ddp"))
     precision: str = _check("auto", _choice("auto", "32", "bf16-mixed", "16-mixed"))
     progress_bar: bool = True
     deterministic: bool = True
+    resume: str = _check("auto", _choice("auto", "never"))  # auto: continue from out_dir/checkpoints/last.ckpt
 
 
 @dataclass
@@ -147,6 +163,26 @@ class EvalConfig:
 
 
 @dataclass
+class GridConfig:
+    """SSL-MAE-GS: one trial per fixed w, plus the learnable-w trial (SSL-MAE-w_l)."""
+
+    ws: list[float] = _check([0.3, 0.5, 0.7], _each(_range(0.0, 1.0)))
+    learnable: bool = True
+    out_dir: str = "runs/grid"
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking and model registry."""
+
+    enabled: bool = True
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder
+    experiment: str = "sslmae"
+    registered_model: str = "sslmae"
+    promote_margin: float = _check(0.0, _range(0.0))  # champion moves only if challenger beats it by this
+
+
+@dataclass
 class Config:
     seed: int = 42
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -156,6 +192,8 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 # ---------------------------------------------------------------------------
@@ -171,6 +209,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, key)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")

@@ -56,7 +56,8 @@ class SSLDataModule(L.LightningDataModule):
         is_lab = self.subsets[rows] == "labeled"
         dataset = ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], is_lab, cfg.data.img_size)
         lab, unl = np.flatnonzero(is_lab), np.flatnonzero(~is_lab)
-        shard = dict(seed=cfg.seed, rank=self.rank, world_size=self.world_size)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (self.rank, self.world_size)
+        shard = dict(seed=cfg.seed, rank=rank, world_size=world)
         if mode.unlabeled:
             sampler = PairedBatchSampler(unl, lab, cfg.train.batch_size, **shard)
         else:

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from sslmae.config import Config
+from sslmae.config import Config, to_dict
 from sslmae.data.augment import normalize, random_affine
 from sslmae.metrics import PRIMARY, SUITES
 from sslmae.model.losses import probabilities
@@ -37,6 +37,8 @@ class SSLMAEModule(L.LightningModule):
         self._epoch_sums: dict[str, float] = {}
         self._val_scores: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
+        # called with the finished history row at each epoch end (checkpointing, tracking)
+        self.epoch_end_hooks: list = []
 
     # -- data on device -------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -64,9 +66,15 @@ class SSLMAEModule(L.LightningModule):
         return out["loss"]
 
     def on_train_epoch_end(self) -> None:
-        sums, n = self._epoch_sums, max(self._epoch_sums.get("n", 0.0), 1.0)
-        row = {"epoch": self.current_epoch, "lr": self.optimizers().param_groups[0]["lr"]}
-        row.update({f"train_{k}": sums.get(k, 0.0) / n for k in ("loss", "l_rec", "l_cls", "w")})
+        keys = ("loss", "l_rec", "l_cls", "w", "n")
+        sums = torch.tensor([self._epoch_sums.get(k, 0.0) for k in keys], dtype=torch.float64, device=self.device)
+        if self.trainer.world_size > 1:  # every rank saw its own shard: add them up
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        totals = dict(zip(keys, sums.tolist()))
+        n = max(totals["n"], 1.0)
+        row = {"epoch": self.current_epoch, "lr": self.optimizers().param_groups[0]["lr"],
+               "train_images": int(totals["n"])}
+        row.update({f"train_{k}": totals[k] / n for k in ("loss", "l_rec", "l_cls", "w")})
         row["w"] = float(self.model.weight().detach())
         self._epoch_sums = {}
         if self.history and self.history[-1]["epoch"] == self.current_epoch:
@@ -75,6 +83,22 @@ class SSLMAEModule(L.LightningModule):
             self.history.append(row)
         if not self._has_val():
             self._keep_best(row, metrics=None)
+        for hook in self.epoch_end_hooks:
+            hook(self.history[-1])
+
+    # -- resumable state beyond weights and optimiser ----------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sslmae"] = {
+            "history": self.history, "best_state": self.best_state, "best_metrics": self.best_metrics,
+            "best_epoch": self.best_epoch, "torch_rng": torch.get_rng_state(), "config": to_dict(self.cfg),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["sslmae"]
+        self.history = list(state["history"])
+        self.best_state, self.best_metrics = state["best_state"], state["best_metrics"]
+        self.best_epoch = state["best_epoch"]
+        torch.set_rng_state(state["torch_rng"])  # masks and augmentation continue as uninterrupted
 
     # -- validation -----------------------------------------------------------------
     def _has_val(self) -> bool:

@@ -1,11 +1,19 @@
-"""`train(cfg) -> TrainResult`: one SSL-MAE training run, callable from tests, CLI and DVC."""
+"""`train(cfg) -> TrainResult`: one SSL-MAE training run, callable from tests, CLI, DVC and
+Kubeflow. Writes to cfg.train.out_dir:
+
+    model.pt          best-by-validation weights + config + label names (weights_only-loadable)
+    last.pt           the last epoch's, same format
+    history.csv       per epoch: losses, w, lr, images seen, validation metrics
+    metrics.json      best validation metrics, best epoch, w, training time
+    checkpoints/last.ckpt   the resumable state after the last finished epoch
+
+Seeded, and deterministic on CPU. Under DDP every rank trains; rank 0 alone writes files
+and logs to MLflow.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,40 +27,14 @@ from sslmae.model.network import build_model
 from sslmae.train.checkpoint import save_model
 from sslmae.train.datamodule import SSLDataModule
 from sslmae.train.module import SSLMAEModule
+from sslmae.train.quiet import quiet_lightning
+from sslmae.train.resume import last_checkpoint, resume_path, save_atomic
 
 ACCELERATORS = {"auto": lambda: "gpu" if torch.cuda.is_available() else "cpu", "cpu": lambda: "cpu",
                 "gpu": lambda: "gpu", "cuda": lambda: "gpu"}
 # bf16 autocast on GPU, full fp32 on CPU
 AUTO_PRECISION = {"gpu": "bf16-mixed", "cpu": "32-true"}
-
-
-# Lightning warnings that describe our deliberate choices, not problems
-_EXPECTED_WARNINGS = (
-    ".*does not have many workers.*",  # num_workers is a param; 0 is right for tiny data
-    ".*overridden `on_after_batch_transfer`.*",  # augmentation lives in the module on purpose
-    ".*LeafSpec.*",  # lightning 2.6 vs torch 2.14 deprecation inside lightning itself
-)
-
-
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _quiet_lightning_tips():
-    """Drop Lightning's advertising line from the log for the duration of a fit."""
-    # lightning routes rank-zero messages through whichever of these modules was set up last
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-             "lightning_utilities.core.rank_zero")
-    loggers, f = [logging.getLogger(n) for n in names], _DropTips()
-    for log in loggers:
-        log.addFilter(f)
-    try:
-        yield
-    finally:
-        for log in loggers:
-            log.removeFilter(f)
+HISTORY_FIRST = ("epoch", "train_loss", "train_l_rec", "train_l_cls", "w", "lr", "train_images")
 
 
 @dataclass
@@ -65,14 +47,19 @@ class TrainResult:
     history: Path
     seconds: float
     label_names: list[str] = field(default_factory=list)
+    run_id: str | None = None  # the MLflow run, when tracking is on
 
 
 def resolve_hardware(cfg: Config) -> tuple[str, str]:
     accelerator = ACCELERATORS[cfg.train.accelerator]()
     precision = AUTO_PRECISION[accelerator] if cfg.train.precision == "auto" else cfg.train.precision
-    if precision == "32":
-        precision = "32-true"
-    return accelerator, precision
+    return accelerator, "32-true" if precision == "32" else precision
+
+
+def _strategy(cfg: Config, accelerator: str) -> str:
+    """DDP when more than one device or node; nccl on GPU, gloo on CPU (Lightning's choice)."""
+    return cfg.train.strategy if cfg.train.strategy != "auto" else (
+        "ddp" if cfg.train.devices * cfg.train.num_nodes > 1 else "auto")
 
 
 def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trainer:
@@ -80,10 +67,12 @@ def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trai
         max_epochs=cfg.train.epochs,
         accelerator=accelerator,
         devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes,
+        strategy=_strategy(cfg, accelerator),
         precision=precision,
         deterministic=cfg.train.deterministic and accelerator == "cpu",
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=False,  # our own atomic epoch checkpoint (sslmae.train.resume)
         enable_progress_bar=cfg.train.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -92,42 +81,54 @@ def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trai
     )
 
 
+def _write_outputs(cfg: Config, module: SSLMAEModule, labels: list[str], out: Path, seconds: float):
+    history = pd.DataFrame(module.history)
+    first = [c for c in HISTORY_FIRST if c in history]
+    history = history[first + [c for c in history.columns if c not in first]]
+    with atomic_file(out / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
+    model = module.model
+    last = save_model(out / "last.pt", model, cfg, labels, epoch=cfg.train.epochs - 1)
+    final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(module.best_state)
+    best = save_model(out / "model.pt", model, cfg, labels, epoch=module.best_epoch,
+                      val_metrics=module.best_metrics or {})
+    model.load_state_dict(final_state)
+    w_per_epoch = [float(v) for v in history["w"]] if "w" in history else []
+    summary = {
+        "best_epoch": module.best_epoch, "epochs": cfg.train.epochs, "train_seconds": round(seconds, 2),
+        "w_final": w_per_epoch[-1] if w_per_epoch else None,
+        **{f"val_{k}": v for k, v in (module.best_metrics or {}).items()},
+    }
+    write_json(out / "metrics.json", summary)
+    return best, last, w_per_epoch
+
+
 def train(cfg: Config) -> TrainResult:
-    """Train on cfg.data.dir with cfg.data.split_file; write model.pt, last.pt, history.csv
-    and metrics.json to cfg.train.out_dir. Seeded, and deterministic on CPU."""
+    """One training run as cfg says; resumes from out_dir's checkpoint when train.resume=auto."""
+    from sslmae.tracking.epoch_log import EpochLogger, log_train_end
+
     started = time.time()
     out = Path(cfg.train.out_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = SSLDataModule(cfg)
     labels = datamodule.label_names
-    model = build_model(cfg, num_classes=len(labels))
-    module = SSLMAEModule(model, cfg)
+    module = SSLMAEModule(build_model(cfg, num_classes=len(labels)), cfg)
     accelerator, precision = resolve_hardware(cfg)
-    with _quiet_lightning_tips():  # the tip is printed while the Trainer is built
+    ckpt = resume_path(cfg)
+    with quiet_lightning():
         trainer = _trainer(cfg, accelerator, precision, out)
-    with warnings.catch_warnings(), _quiet_lightning_tips():
-        for pattern in _EXPECTED_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        trainer.fit(module, datamodule=datamodule)
-    seconds = time.time() - started
-
-    history = pd.DataFrame(module.history)
-    first = [c for c in ("epoch", "train_loss", "train_l_rec", "train_l_cls", "w", "lr") if c in history]
-    history = history[first + [c for c in history.columns if c not in first]]
-    hist_path = out / "history.csv"
-    with atomic_file(hist_path) as tmp:
-        history.to_csv(tmp, index=False)
-    last = save_model(out / "last.pt", model, cfg, labels, epoch=cfg.train.epochs - 1)
-    model.load_state_dict(module.best_state)
-    best = save_model(out / "model.pt", model, cfg, labels, epoch=module.best_epoch,
-                      val_metrics=module.best_metrics or {})
-    w_per_epoch = [float(v) for v in history["w"]] if "w" in history else []
-    summary = {
-        "best_epoch": module.best_epoch,
-        "epochs": cfg.train.epochs,
-        "train_seconds": round(seconds, 2),
-        "w_final": w_per_epoch[-1] if w_per_epoch else None,
-        **{f"val_{k}": v for k, v in (module.best_metrics or {}).items()},
-    }
-    write_json(out / "metrics.json", summary)
-    return TrainResult(best, last, module.best_metrics, module.best_epoch, w_per_epoch, hist_path, seconds, labels)
+    module.epoch_end_hooks.append(lambda row: save_atomic(trainer, last_checkpoint(out)))
+    tracker = EpochLogger(cfg, out, is_rank_zero=trainer.is_global_zero, resumed_from=ckpt)
+    with tracker:
+        module.epoch_end_hooks.append(tracker.log_epoch)
+        with quiet_lightning():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+        seconds = time.time() - started
+        if not trainer.is_global_zero:
+            return TrainResult(out / "model.pt", out / "last.pt", module.best_metrics, module.best_epoch, [],
+                               out / "history.csv", seconds, labels)
+        best, last, w_per_epoch = _write_outputs(cfg, module, labels, out, seconds)
+        log_train_end(tracker, out)
+    return TrainResult(best, last, module.best_metrics, module.best_epoch, w_per_epoch, out / "history.csv",
+                       seconds, labels, tracker.run_id)

@@ -1,0 +1,39 @@
+"""Keep Lightning's console output to what a user needs: no advertising, no warnings
+about choices we made on purpose."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+
+# Lightning warnings that describe our deliberate choices, not problems
+EXPECTED_WARNINGS = (
+    ".*does not have many workers.*",  # num_workers is a param; 0 is right for tiny data
+    ".*overridden `on_after_batch_transfer`.*",  # augmentation lives in the module on purpose
+    ".*LeafSpec.*",  # lightning 2.6 vs torch 2.14 deprecation inside lightning itself
+)
+# lightning routes rank-zero messages through whichever of these modules was set up last
+RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                     "lightning_utilities.core.rank_zero")
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Within: Lightning's 'Tip' lines dropped, the expected warnings ignored."""
+    loggers, f = [logging.getLogger(n) for n in RANK_ZERO_LOGGERS], _DropTips()
+    for log in loggers:
+        log.addFilter(f)
+    try:
+        with warnings.catch_warnings():
+            for pattern in EXPECTED_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for log in loggers:
+            log.removeFilter(f)

@@ -69,8 +69,55 @@ def cmd_evaluate(args) -> None:
         threshold=e.threshold,
         batch_size=e.batch_size,
         num_workers=cfg.data.num_workers,
+        tracking=cfg,
     )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, indent=1))
+
+
+def cmd_grid(args) -> None:
+    from sslmae import grid
+
+    cfg = _params(args)
+    if args.trial:
+        result = grid.run_trial(cfg, args.trial)
+        print(f"trial {args.trial}: {result.checkpoint}")
+        return
+    selected = grid.select(cfg, args.out) if args.select_only else grid.grid(cfg, args.out)
+    print(f"selected {selected['trial']} ({selected['metric']} = {selected['value']:.4f}) -> {selected['model']}")
+
+
+def cmd_register(args) -> None:
+    from sslmae.tracking.registry import register
+
+    cfg = _params(args)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    info = register(cfg, args.model, metrics, out=args.out)
+    print(f"registered {info['name']} version {info['version']} as @{info['alias']}")
+
+
+def cmd_promote(args) -> None:
+    from sslmae.tracking.registry import promote
+
+    cfg = _params(args)
+    d = promote(cfg, args.dataset or cfg.data.dir, args.split_file or cfg.data.split_file, args.subset, out=args.out)
+    champ = f"{d['champion_score']:.4f}" if d["champion_score"] is not None else "none"
+    print(f"{d['metric']} on {d['subset']}: challenger v{d['challenger_version']} {d['challenger_score']:.4f}, "
+          f"champion {champ} -> {'promoted' if d['promoted'] else 'kept'}; champion is v{d['champion_now']}")
+
+
+def cmd_predict(args) -> None:
+    from sslmae.predict import predict
+
+    cfg = _params(args)
+    predict(args.model, args.input, args.out, thresholds=args.thresholds, cfg=cfg, s3_endpoint=args.s3_endpoint)
+
+
+def cmd_report(args) -> None:
+    from sslmae.report.build import build_report
+
+    path = build_report(run_dir=args.run, grid_dir=args.grid, eval_dir=args.eval, fractions=args.fractions,
+                        out=args.out)
+    print(f"wrote {path}")
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -124,6 +171,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-file", default=None, help="split table (default: the model's)")
     _add_params(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("grid", help="SSL-MAE-GS: a trial per w in grid.ws + the learnable-w trial, then select")
+    p.add_argument("--out", default="runs/selected", help="where the selection goes (trials.csv, model.pt)")
+    p.add_argument("--trial", default=None, help="run only this trial (w0.3, learned, ...): the fan-out unit")
+    p.add_argument("--select-only", action="store_true", help="only the fan-in: select among finished trials")
+    _add_params(p)
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("register", help="register a model in MLflow as @challenger")
+    p.add_argument("--model", required=True)
+    p.add_argument("--metrics", default=None, help="metrics.json to attach (e.g. the test evaluation)")
+    p.add_argument("--out", default=None, help="write the registration (name, version) as JSON here")
+    _add_params(p)
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("promote", help="move @champion to @challenger if it is better on the frozen test split")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--split-file", default=None)
+    p.add_argument("--subset", default="test")
+    p.add_argument("--out", default=None, help="write the decision as JSON here")
+    _add_params(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("predict", help="probabilities and labels for a folder, archive or s3:// prefix of images")
+    p.add_argument("--model", required=True, help="model file or models:/NAME@ALIAS")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True, help="predictions .csv or .parquet")
+    p.add_argument("--thresholds", default="tuned", help="tuned (per class, from validation) or a number")
+    p.add_argument("--s3-endpoint", default=None)
+    _add_params(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="self-contained HTML report of a run or a grid")
+    p.add_argument("--run", default=None, help="a training out_dir")
+    p.add_argument("--grid", default=None, help="a grid selection dir (trials.csv)")
+    p.add_argument("--eval", default=None, help="an evaluation out_dir")
+    p.add_argument("--fractions", default=None, help="CSV fraction,mode,<metric>: the label-fraction curve")
+    p.add_argument("--out", required=True, help="report .html")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -142,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"sslmae {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # the run diverged; the last good checkpoint is kept
+        print(f"sslmae {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

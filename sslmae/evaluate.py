@@ -1,36 +1,26 @@
-"""`evaluate(...)`: score a saved model on one subset of a split; write the metric suite."""
+"""`evaluate(...)`: score a saved model on one subset of a split; write the metric suite.
+
+Writes to out_dir: metrics.json (the task's full suite), per_class.csv (support, AP, P, R,
+F1 per label) and scores.npz (y, scores, label_names: for PR curves and reports).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sslmae.atomic import atomic_file, write_json
-from sslmae.data.augment import normalize
+from sslmae.config import Config
 from sslmae.datasets.load import load_dataset
+from sslmae.inference import predict_scores
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
-from sslmae.model.losses import probabilities
-from sslmae.model.network import SSLMAE
 from sslmae.split import read_split
 from sslmae.train.checkpoint import load_model
 from sslmae.train.datamodule import eval_loader, subset_dataset
 
 SUBSET_GROUPS = {"labeled": ("labeled",), "unlabeled": ("unlabeled",), "val": ("val",), "test": ("test",),
                  "train": ("labeled", "unlabeled"), "all": ("labeled", "unlabeled", "val", "test")}
-
-
-@torch.no_grad()
-def predict_scores(model: SSLMAE, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """-> scores (N, C) probabilities, targets (N, C), in loader order."""
-    model.to(device).eval()
-    scores, targets = [], []
-    for imgs, y, _ in loader:
-        logits = model(normalize(imgs.to(device)))
-        scores.append(probabilities(logits.float(), model.task).cpu())
-        targets.append(y)
-    return torch.cat(scores).numpy(), torch.cat(targets).numpy()
 
 
 def evaluate(
@@ -42,30 +32,34 @@ def evaluate(
     threshold: float = 0.5,
     batch_size: int = 128,
     num_workers: int = 0,
+    tracking: Config | None = None,
 ) -> dict:
-    """Metrics of `model_path` on `subset`; writes metrics.json and per_class.csv to out_dir.
-
-    dataset_dir / split_file default to those the model was trained with.
-    """
+    """Metrics of `model_path` on `subset`. dataset_dir / split_file default to those the
+    model was trained with. With `tracking` (a Config whose tracking is on) the metrics,
+    tables and plots are logged to an MLflow `evaluate` run."""
     if subset not in SUBSET_GROUPS:
         raise ValueError(f"subset: must be one of {sorted(SUBSET_GROUPS)}, got {subset!r}")
     model, cfg, label_names, meta = load_model(model_path)
     data = load_dataset(dataset_dir or cfg.data.dir)
     if data.label_names != label_names:
-        raise ValueError(
-            f"{data.root}: labels {data.label_names} differ from the model's {label_names}"
-        )
-    subsets = read_split(split_file or cfg.data.split_file, data.ids)
+        raise ValueError(f"{data.root}: labels {data.label_names} differ from the model's {label_names}")
+    split_path = split_file or cfg.data.split_file
+    subsets = read_split(split_path, data.ids)
     ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], cfg.data.img_size)
     if len(ds) == 0:
-        raise ValueError(f"subset {subset!r} of {split_file or cfg.data.split_file} is empty")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scores, y = predict_scores(model, eval_loader(ds, batch_size, num_workers), device)
+        raise ValueError(f"subset {subset!r} of {split_path} is empty")
+    scores, y = predict_scores(model, eval_loader(ds, batch_size, num_workers))
     metrics = SUITES[cfg.data.task](y, scores, threshold)
-    pred = DECISIONS[cfg.data.task](scores, threshold)
-    table = per_class_table(y, scores, pred, label_names)
+    table = per_class_table(y, scores, DECISIONS[cfg.data.task](scores, threshold), label_names)
     out = Path(out_dir)
     with atomic_file(out / "per_class.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_file(out / "scores.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, y=y.astype(np.uint8), scores=scores.astype(np.float32), label_names=np.asarray(label_names))
     write_json(out / "metrics.json", {**metrics, "subset": subset, "threshold": threshold, "task": cfg.data.task})
+    if tracking is not None and tracking.tracking.enabled:
+        from sslmae.tracking.eval_log import log_evaluation
+
+        log_evaluation(tracking, model_path, subset, metrics, table, y, scores, label_names, out)
     return metrics

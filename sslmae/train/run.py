@@ -81,7 +81,20 @@ def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trai
     )
 
 
-def _write_outputs(cfg: Config, module: SSLMAEModule, labels: list[str], out: Path, seconds: float):
+def _val_thresholds(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule) -> list[float] | None:
+    """Per-class thresholds tuned on validation for the selected weights (mlc only)."""
+    loader = datamodule.val_dataloader()
+    if cfg.data.task != "mlc" or not loader:
+        return None
+    from sslmae.inference import predict_scores
+    from sslmae.metrics.thresholds import tune_thresholds
+
+    scores, y = predict_scores(module.model, loader, module.device)
+    return tune_thresholds(y, scores, cfg.evaluate.threshold)
+
+
+def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule, labels: list[str], out: Path,
+                   seconds: float):
     history = pd.DataFrame(module.history)
     first = [c for c in HISTORY_FIRST if c in history]
     history = history[first + [c for c in history.columns if c not in first]]
@@ -92,7 +105,7 @@ def _write_outputs(cfg: Config, module: SSLMAEModule, labels: list[str], out: Pa
     final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(module.best_state)
     best = save_model(out / "model.pt", model, cfg, labels, epoch=module.best_epoch,
-                      val_metrics=module.best_metrics or {})
+                      val_metrics=module.best_metrics or {}, thresholds=_val_thresholds(cfg, module, datamodule))
     model.load_state_dict(final_state)
     w_per_epoch = [float(v) for v in history["w"]] if "w" in history else []
     summary = {
@@ -128,7 +141,7 @@ def train(cfg: Config) -> TrainResult:
         if not trainer.is_global_zero:
             return TrainResult(out / "model.pt", out / "last.pt", module.best_metrics, module.best_epoch, [],
                                out / "history.csv", seconds, labels)
-        best, last, w_per_epoch = _write_outputs(cfg, module, labels, out, seconds)
+        best, last, w_per_epoch = _write_outputs(cfg, module, datamodule, labels, out, seconds)
         log_train_end(tracker, out)
     return TrainResult(best, last, module.best_metrics, module.best_epoch, w_per_epoch, out / "history.csv",
                        seconds, labels, tracker.run_id)

@@ -1,0 +1,100 @@
+"""SSL-MAE-GS and SSL-MAE-w_l: one training trial per fixed w plus the learnable-w trial,
+then selection of the winner on the validation split.
+
+Each trial is one call of `train` with its own out_dir (`<grid.out_dir>/<trial>`), so DVC
+(foreach), Kubeflow (ParallelFor) or this module can run them, in any order or in parallel,
+and each resumes on its own. `select` is the fan-in: it reads the trials' metrics.json,
+writes the trials table, copies the winner's model and, when tracking is on, nests the
+trials' MLflow runs under one parent grid run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from sslmae.atomic import atomic_file, write_json
+from sslmae.config import Config
+from sslmae.metrics import PRIMARY
+from sslmae.model.network import MODES
+
+LEARNED = "learned"
+BASELINE = "baseline"
+
+
+def trial_names(cfg: Config) -> list[str]:
+    """'w0.3' per fixed w (formatted as DVC prints the number), 'learned' for w = sigmoid(theta);
+    a mode without reconstruction has no w to search: one 'baseline' trial."""
+    if not MODES[cfg.loss.mode].reconstruct:
+        return [BASELINE]
+    names = [f"w{w:g}" for w in cfg.grid.ws]
+    return names + ([LEARNED] if cfg.grid.learnable else [])
+
+
+def trial_config(cfg: Config, trial: str) -> Config:
+    """The config of one trial: its w (or learnable w) and its own out_dir."""
+    if trial not in trial_names(cfg):
+        raise ValueError(f"trial {trial!r}: not in this grid ({', '.join(trial_names(cfg))})")
+    if trial == LEARNED:
+        loss = dataclasses.replace(cfg.loss, learn_w=True)
+    elif trial == BASELINE:
+        loss = cfg.loss
+    else:
+        loss = dataclasses.replace(cfg.loss, w=float(trial[1:]), learn_w=False)
+    train = dataclasses.replace(cfg.train, out_dir=str(Path(cfg.grid.out_dir) / trial))
+    return dataclasses.replace(cfg, loss=loss, train=train)
+
+
+def run_trial(cfg: Config, trial: str):
+    from sslmae.train.run import train
+
+    return train(trial_config(cfg, trial))
+
+
+def trials_table(cfg: Config) -> pd.DataFrame:
+    """One row per trial from its metrics.json; a missing trial is an error naming it."""
+    rows = []
+    for trial in trial_names(cfg):
+        tcfg = trial_config(cfg, trial)
+        path = Path(tcfg.train.out_dir) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: trial {trial!r} has not finished (run it first)")
+        m = json.loads(path.read_text())
+        rows.append({"trial": trial, "w": tcfg.loss.w, "learn_w": tcfg.loss.learn_w, "w_final": m.get("w_final"),
+                     **{k: v for k, v in m.items() if k.startswith("val_")}, "best_epoch": m.get("best_epoch"),
+                     "checkpoint": str(Path(tcfg.train.out_dir) / "model.pt")})
+    return pd.DataFrame(rows)
+
+
+def select(cfg: Config, out_dir: str | Path) -> dict:
+    """Pick the trial with the best validation primary metric (ties: the first listed) and
+    write trials.csv, selected.json and the winner's model.pt to out_dir."""
+    from sslmae.tracking.grid_log import log_grid
+
+    out = Path(out_dir)
+    table = trials_table(cfg)
+    metric = f"val_{PRIMARY[cfg.data.task]}"
+    if metric not in table or table[metric].isna().all():
+        raise ValueError(f"grid: no trial reports {metric} (is the validation subset empty?)")
+    best = table.loc[table[metric].idxmax()]
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "trials.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_file(out / "model.pt") as tmp:
+        shutil.copyfile(best["checkpoint"], tmp)
+    selected = {"trial": best["trial"], "metric": metric, "value": float(best[metric]), "w": float(best["w"]),
+                "learn_w": bool(best["learn_w"]), "w_final": best["w_final"], "model": str(out / "model.pt")}
+    log_grid(cfg, table, selected, out)
+    write_json(out / "selected.json", selected)
+    return selected
+
+
+def grid(cfg: Config, out_dir: str | Path) -> dict:
+    """Every trial (each resumes if interrupted), then `select`."""
+    for trial in trial_names(cfg):
+        run_trial(cfg, trial)
+    return select(cfg, out_dir)

@@ -1,0 +1,85 @@
+"""`predict(model, input, out)`: per-image probabilities and predicted labels for a folder,
+archive or S3 prefix of images.
+
+The model is a local model file or a registry URI (`models:/NAME@champion`). Decisions use
+the per-class thresholds tuned on validation and stored with the model (`thresholds="tuned"`,
+the default; 0.5 where the model has none) or one fixed threshold. An image that cannot be
+read is reported in the output's `error` column and on the console, not fatal.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sslmae.atomic import atomic_file
+from sslmae.config import Config
+from sslmae.data.images import load_image
+from sslmae.datasets.layouts.files import is_image_name
+from sslmae.datasets.sources import materialize
+from sslmae.inference import predict_scores
+from sslmae.metrics import DECISIONS
+from sslmae.train.checkpoint import load_model
+
+WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False, float_format="%.6f"),
+           ".parquet": lambda df, p: df.to_parquet(p, index=False)}
+
+
+def _thresholds(choice: str, meta: dict, n: int) -> tuple[np.ndarray, str]:
+    if choice == "tuned":
+        tuned = meta.get("thresholds")
+        if tuned:
+            return np.asarray(tuned, dtype=np.float64), "tuned on validation"
+        return np.full(n, 0.5), "0.5 (the model has no tuned thresholds)"
+    value = float(choice)
+    if not 0 < value < 1:
+        raise ValueError(f"--thresholds: must be 'tuned' or a number in (0, 1), got {choice}")
+    return np.full(n, value), str(value)
+
+
+def _decode_all(files: list[Path], size: int, log) -> tuple[list[torch.Tensor], list[str | None]]:
+    imgs, errors = [], []
+    for f in files:
+        try:
+            imgs.append(load_image(f, size))
+            errors.append(None)
+        except Exception as exc:  # unreadable: reported, not fatal
+            imgs.append(torch.zeros(3, size, size, dtype=torch.uint8))
+            errors.append(f"unreadable image: {exc}")
+            log(f"skipped {f}: {exc}")
+    return imgs, errors
+
+
+def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str = "tuned",
+            batch_size: int = 64, cfg: Config | None = None, s3_endpoint: str | None = None, log=print) -> pd.DataFrame:
+    from sslmae.tracking.registry import resolve_model
+
+    out = Path(out)
+    if out.suffix not in WRITERS:
+        raise ValueError(f"--out: must end in {' or '.join(WRITERS)}, got {out.name}")
+    with tempfile.TemporaryDirectory(prefix="sslmae-predict-") as work:
+        model, mcfg, labels, meta = load_model(resolve_model(model_uri, cfg, Path(work) / "model"))
+        root = materialize(input_source, Path(work), s3_endpoint)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
+        if not files:
+            raise ValueError(f"{input_source}: no image files found")
+        imgs, errors = _decode_all(files, mcfg.data.img_size, log)
+        batches = [(torch.stack(imgs[i:i + batch_size]), torch.zeros(0)) for i in range(0, len(imgs), batch_size)]
+        scores, _ = predict_scores(model, batches)
+    thr, how = _thresholds(thresholds, meta, len(labels))
+    pred = DECISIONS[mcfg.data.task](scores, thr)  # per-class thresholds broadcast over rows
+    table = pd.DataFrame({"image": [str(f.relative_to(root)) for f in files], "error": errors})
+    for j, name in enumerate(labels):
+        table[f"prob_{name}"] = np.where(pd.isna(table["error"]), scores[:, j], np.nan)
+    table["predicted"] = [";".join(n for n, v in zip(labels, row) if v) if e is None else None
+                          for row, e in zip(pred, errors)]
+    with atomic_file(out) as tmp:
+        WRITERS[out.suffix](table, tmp)
+    bad = sum(e is not None for e in errors)
+    log(f"wrote {out}: {len(files) - bad} images predicted (thresholds: {how})"
+        + (f", {bad} unreadable (see the error column)" if bad else ""))
+    return table

@@ -1,0 +1,32 @@
+"""MLflow record of a grid: one parent run, the trials' runs nested under it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sslmae.config import Config
+from sslmae.tracking.runs import flat_params, log_files, log_plots, mlflow_run, nest, record_run, recorded_run_id
+
+
+def log_grid(cfg: Config, table: pd.DataFrame, selected: dict, out: Path) -> str | None:
+    """Parent run with the trials table, the selection and the metric-vs-w plot; returns its id
+    and stores it in `selected` as `parent_run_id`."""
+    if not cfg.tracking.enabled:
+        return None
+    import mlflow
+
+    from sslmae.report import plots
+
+    children = [rid for rid in (recorded_run_id(Path(c).parent) for c in table["checkpoint"]) if rid]
+    with mlflow_run(cfg, name="grid", kind="grid") as run:
+        mlflow.log_params({k: v for k, v in flat_params(cfg).items() if not k.startswith(("loss.w", "train.out_dir"))})
+        mlflow.log_metric(f"best_{selected['metric']}", selected["value"])
+        mlflow.set_tags({"sslmae.selected_trial": selected["trial"]})
+        log_files({"trials": out / "trials.csv"})
+        log_plots({"metric_vs_w.png": plots.metric_vs_w(table, selected["metric"])})
+        nest(run.info.run_id, children)
+        record_run(out, run)
+    selected["parent_run_id"] = run.info.run_id
+    return run.info.run_id

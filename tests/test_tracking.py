@@ -1,0 +1,101 @@
+"""MLflow tracking, grid nesting, registry, promotion and prediction against a real server."""
+
+import json
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from sslmae.cli import main
+from sslmae.config import load_config
+from tests.conftest import tiny_overrides
+
+
+@pytest.fixture
+def tracked(tmp_path, synth_dir, split_file, mlflow_server, monkeypatch):
+    """Overrides for a tiny grid that logs to the test's MLflow server."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    exp = f"exp-{tmp_path.name}"
+    over = [o for o in tiny_overrides(tmp_path, synth_dir, split_file) if not o.startswith("tracking.")]
+    return over + ["tracking.enabled=true", f"tracking.experiment={exp}", f"tracking.registered_model=m-{tmp_path.name}",
+                   "grid.ws=[0.3, 0.7]", f"grid.out_dir={tmp_path / 'grid'}"]
+
+
+def runs(exp_name):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(exp_name)
+    return client.search_runs([exp.experiment_id])
+
+
+@pytest.mark.slow
+def test_grid_registry_promotion_and_prediction(tmp_path, tracked, synth_dir, split_file, mlflow_server):
+    cfg = load_config(None, tracked)
+    sel = tmp_path / "selected"
+    assert main(["grid", "--out", str(sel), *tracked]) == 0
+    table = pd.read_csv(sel / "trials.csv")
+    assert table["trial"].tolist() == ["w0.3", "w0.7", "learned"]
+    selected = json.loads((sel / "selected.json").read_text())
+    assert selected["value"] == table["val_macro_auprc"].max() and (sel / "model.pt").is_file()
+
+    all_runs = runs(cfg.tracking.experiment)
+    kinds = [r.data.tags["sslmae.kind"] for r in all_runs]
+    assert kinds.count("train") == 3 and kinds.count("grid") == 1
+    parent = next(r for r in all_runs if r.data.tags["sslmae.kind"] == "grid")
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3
+    client = MlflowClient()
+    trial = children[0]
+    for key in ("train_loss", "train_l_rec", "train_l_cls", "w", "lr", "val_macro_auprc"):
+        assert len(client.get_metric_history(trial.info.run_id, key)) == 2, key  # one per epoch
+    assert trial.data.params["model.mask_ratio"] == "0.6" and "torch" in trial.data.tags
+    arts = {a.path for a in client.list_artifacts(trial.info.run_id)} | {
+        a.path for a in client.list_artifacts(trial.info.run_id, "plots")}
+    assert {"metrics.json", "history.csv", "plots/learning_curves.png", "plots/w_trajectory.png"} <= arts
+
+    # evaluate the winner on test, register it, promote: the first model becomes champion
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(sel / "model.pt"), "--out", str(ev), *tracked]) == 0
+    assert main(["register", "--model", str(sel / "model.pt"), "--metrics", str(ev / "metrics.json"), *tracked]) == 0
+    assert main(["promote", "--out", str(tmp_path / "p1.json"), *tracked]) == 0
+    first = json.loads((tmp_path / "p1.json").read_text())
+    assert first["promoted"] and first["champion_version"] is None and first["champion_now"] == 1
+    # a second, worse challenger (the worst trial) is not promoted
+    worst = table.loc[table["val_macro_auprc"].idxmin(), "checkpoint"]
+    assert main(["register", "--model", worst, *tracked]) == 0
+    assert main(["promote", "--out", str(tmp_path / "p2.json"), *tracked]) == 0
+    second = json.loads((tmp_path / "p2.json").read_text())
+    assert second["challenger_version"] == 2 and second["champion_version"] == 1
+    assert second["champion_now"] == (2 if second["challenger_score"] > second["champion_score"] else 1)
+    promote_runs = [r for r in runs(cfg.tracking.experiment) if r.data.tags["sslmae.kind"] == "promote"]
+    assert len(promote_runs) == 2 and all("challenger_score" in r.data.metrics for r in promote_runs)
+
+    # predict with the champion from the registry; an unreadable image is reported, not fatal
+    images = tmp_path / "incoming"
+    images.mkdir()
+    for p in sorted((synth_dir / "images").iterdir())[:5]:
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "pred.csv"
+    name = cfg.tracking.registered_model
+    assert main(["predict", "--model", f"models:/{name}@champion", "--input", str(images), "--out", str(out),
+                 *tracked]) == 0
+    pred = pd.read_csv(out)
+    assert len(pred) == 6 and pred["error"].notna().sum() == 1
+    ok = pred[pred["error"].isna()]
+    assert ok.filter(like="prob_").notna().all().all() and ok.filter(like="prob_").shape[1] == 8
+    assert main(["predict", "--model", f"models:/{name}@champion", "--input", str(images),
+                 "--out", str(tmp_path / "p.parquet"), "--thresholds", "0.5", *tracked]) == 0
+    assert len(pd.read_parquet(tmp_path / "p.parquet")) == 6
+
+
+def test_tuned_thresholds_maximise_f1():
+    import numpy as np
+
+    from sslmae.metrics.thresholds import tune_thresholds
+
+    y = np.array([[1, 0], [1, 0], [0, 0], [0, 1]])
+    s = np.array([[0.3, 0.1], [0.35, 0.2], [0.1, 0.4], [0.2, 0.9]])
+    thr = tune_thresholds(y, s)
+    assert 0.2 < thr[0] <= 0.3  # separates 0.3/0.35 from 0.1/0.2
+    assert 0.4 < thr[1] <= 0.9
+    assert tune_thresholds(np.zeros((3, 1)), np.ones((3, 1)) * 0.7) == [0.5]

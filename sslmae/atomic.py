@@ -22,6 +22,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o755)  # mkdtemp makes an owner-only folder
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -41,6 +42,7 @@ def atomic_file(final: str | Path, mode: str = "w") -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; outputs are for everyone to read
         os.replace(tmp, final)
     finally:
         if tmp.exists():

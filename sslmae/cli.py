@@ -50,6 +50,8 @@ def cmd_train(args) -> None:
 
     cfg = _params(args)
     result = train(cfg)
+    if not result.rank_zero:
+        return
     print(f"model: {result.checkpoint} (best epoch {result.best_epoch}, {result.seconds:.0f}s)")
     if result.val_metrics:
         print(json.dumps({k: round(v, 4) for k, v in result.val_metrics.items() if isinstance(v, float)}))
@@ -82,7 +84,8 @@ def cmd_grid(args) -> None:
         result = grid.run_trial(cfg, args.trial)
         print(f"trial {args.trial}: {result.checkpoint}")
         return
-    selected = grid.select(cfg, args.out) if args.select_only else grid.grid(cfg, args.out)
+    out = args.out or cfg.grid.selected_dir
+    selected = grid.select(cfg, out) if args.select_only else grid.grid(cfg, out)
     print(f"selected {selected['trial']} ({selected['metric']} = {selected['value']:.4f}) -> {selected['model']}")
 
 
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("grid", help="SSL-MAE-GS: a trial per w in grid.ws + the learnable-w trial, then select")
-    p.add_argument("--out", default="runs/selected", help="where the selection goes (trials.csv, model.pt)")
+    p.add_argument("--out", default=None, help="where the selection goes (default: grid.selected_dir)")
     p.add_argument("--trial", default=None, help="run only this trial (w0.3, learned, ...): the fan-out unit")
     p.add_argument("--select-only", action="store_true", help="only the fan-in: select among finished trials")
     _add_params(p)

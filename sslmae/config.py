@@ -168,7 +168,8 @@ class GridConfig:
 
     ws: list[float] = _check([0.3, 0.5, 0.7], _each(_range(0.0, 1.0)))
     learnable: bool = True
-    out_dir: str = "runs/grid"
+    out_dir: str = "runs/grid"  # one folder per trial
+    selected_dir: str = "runs/selected"  # trials.csv, selected.json and the winner's model.pt
 
 
 @dataclass

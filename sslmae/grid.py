@@ -27,11 +27,11 @@ BASELINE = "baseline"
 
 
 def trial_names(cfg: Config) -> list[str]:
-    """'w0.3' per fixed w (formatted as DVC prints the number), 'learned' for w = sigmoid(theta);
+    """'w0.3' per fixed w (str(w), as DVC interpolates it), 'learned' for w = sigmoid(theta);
     a mode without reconstruction has no w to search: one 'baseline' trial."""
     if not MODES[cfg.loss.mode].reconstruct:
         return [BASELINE]
-    names = [f"w{w:g}" for w in cfg.grid.ws]
+    names = [f"w{w}" for w in cfg.grid.ws]
     return names + ([LEARNED] if cfg.grid.learnable else [])
 
 

@@ -30,7 +30,8 @@ def project(tmp_path):
 def make_project(tmp_path, **sections):
     """A copy of the project (tracked files only) as a fresh git repo with one commit."""
     dst = tmp_path / "proj"
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         if (REPO / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +42,7 @@ def make_project(tmp_path, **sections):
     params["split"]["fraction"] = 0.3
     params["model"].update(encoder="micro", patch_size=4, mask_patch_size=8)
     params["train"].update(epochs=2, batch_size=8, progress_bar=False, accelerator="cpu")
+    params["grid"].update(ws=[0.3, 0.7])
     for section, values in sections.items():
         params[section].update(values)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -53,12 +55,24 @@ def make_project(tmp_path, **sections):
 @pytest.mark.slow
 def test_dvc_repro_runs_the_pipeline_and_reports_metrics(project):
     sh(["dvc", "repro"], project, timeout=600)
-    for path in ("data/synth/labels.csv", "data/dataset/manifest.parquet", "data/split.csv", "runs/train/model.pt", "runs/train/history.csv",
-                 "runs/eval/metrics.json", "runs/eval/per_class.csv", "dvc.lock"):
+    for path in ("data/synth/labels.csv", "data/dataset/manifest.parquet", "data/split.csv",
+                 "runs/grid/w0.3/model.pt", "runs/grid/w0.7/history.csv", "runs/grid/learned/model.pt",
+                 "runs/selected/model.pt", "runs/selected/trials.csv", "runs/eval/metrics.json",
+                 "runs/eval/per_class.csv", "runs/registry/promotion.json", "runs/report.html", "dvc.lock"):
         assert (project / path).is_file(), path
+    # the MLflow store at the project root: a grid parent with nested trials, a champion
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sslmae").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("sslmae.kind") == "grid"]
+    assert len(parent) == 1
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(nested) == 3
+    assert int(client.get_model_version_by_alias("sslmae", "champion").version) == 1
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], project))
     flat = json.dumps(shown)
-    assert "runs/eval/metrics.json" in flat and "macro_auprc" in flat and "runs/train/metrics.json" in flat
+    assert "runs/eval/metrics.json" in flat and "macro_auprc" in flat and "runs/selected/selected.json" in flat
     # a second repro is a no-op: every stage is up to date
     again = sh(["dvc", "repro"], project)
     assert "didn't change, skipping" in again or "up to date" in again
@@ -69,18 +83,19 @@ def test_dvc_repro_runs_the_pipeline_and_reports_metrics(project):
     params["loss"]["w"] = 0.7
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh(["dvc", "repro"], project, timeout=600)
-    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    assert "Running stage 'trial@0'" in out and "Running stage 'evaluate'" in out
     assert all(f"Running stage '{s}'" not in out for s in ("synth", "ingest", "split"))
     sh(["dvc", "plots", "show", "--json"], project)
 
 
 def test_dvc_yaml_lists_code_params_and_metrics():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert list(stages) == ["synth", "ingest", "split", "train", "evaluate"]
+    assert list(stages) == ["synth", "ingest", "split", "trial", "learned", "select", "evaluate", "register",
+                            "promote", "report"]
     for name, stage in stages.items():
-        assert any(str(d).startswith("sslmae/") for d in stage["deps"]), name
-        assert stage["params"], name
-    assert stages["evaluate"]["metrics"] and stages["train"]["metrics"]
+        stage = stage.get("do", stage)
+        assert any(str(d).startswith(("sslmae/", "${")) for d in stage["deps"]), name
+    assert stages["evaluate"]["metrics"] and stages["select"]["metrics"]
 
 
 @pytest.mark.slow
@@ -91,6 +106,7 @@ def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
         pytest.skip(f"{UCM} not present")
     project = make_project(tmp_path, data={"source": str(UCM), "dir": "data/ucm"},
                            train={"epochs": 1, "batch_size": 64, "progress_bar": False, "accelerator": "cpu"},
+                           grid={"ws": [0.5], "learnable": True},
                            split={"fraction": 0.05})
     out = sh(["dvc", "repro"], project, timeout=900)
     assert "layout: labels-csv (detected)" in out and "ingested 2100 images, 17 labels" in out

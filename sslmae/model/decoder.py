@@ -18,5 +18,5 @@ class SimMIMDecoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         n, length, d = tokens.shape
         side = int(round(length**0.5))
-        grid = tokens.transpose(1, 2).reshape(n, d, side, side)
+        grid = tokens.transpose(1, 2).reshape(n, d, side, side).contiguous()  # DDP wants dense grads
         return self.shuffle(self.proj(grid))

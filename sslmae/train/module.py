@@ -118,7 +118,8 @@ class SSLMAEModule(L.LightningModule):
         self._val_scores, self._val_targets = [], []
         metrics = SUITES[self.cfg.data.task](targets, scores, self.cfg.evaluate.threshold)
         primary = PRIMARY[self.cfg.data.task]
-        self.log(f"val_{primary}", metrics[primary], prog_bar=True)
+        # every rank scored the whole validation subset: the mean over ranks is the same value
+        self.log(f"val_{primary}", metrics[primary], prog_bar=True, sync_dist=True)
         row = {"epoch": self.current_epoch, **{f"val_{k}": v for k, v in metrics.items()}}
         if self.history and self.history[-1]["epoch"] == self.current_epoch:
             self.history[-1].update(row)

@@ -58,6 +58,6 @@ def save_atomic(trainer, path: Path) -> None:
     """trainer.save_checkpoint to a temporary name, then rename: a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    trainer.save_checkpoint(tmp)  # collective under DDP; only rank 0 writes the file
+    trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective under DDP; only rank 0 writes the file
     if trainer.is_global_zero:
         os.replace(tmp, path)

@@ -48,6 +48,7 @@ class TrainResult:
     seconds: float
     label_names: list[str] = field(default_factory=list)
     run_id: str | None = None  # the MLflow run, when tracking is on
+    rank_zero: bool = True  # False in the other DDP ranks, which write nothing
 
 
 def resolve_hardware(cfg: Config) -> tuple[str, str]:
@@ -140,7 +141,7 @@ def train(cfg: Config) -> TrainResult:
         seconds = time.time() - started
         if not trainer.is_global_zero:
             return TrainResult(out / "model.pt", out / "last.pt", module.best_metrics, module.best_epoch, [],
-                               out / "history.csv", seconds, labels)
+                               out / "history.csv", seconds, labels, rank_zero=False)
         best, last, w_per_epoch = _write_outputs(cfg, module, datamodule, labels, out, seconds)
         log_train_end(tracker, out)
     return TrainResult(best, last, module.best_metrics, module.best_epoch, w_per_epoch, out / "history.csv",

@@ -1,0 +1,29 @@
+"""`build_report(...)`: the HTML report of a run or of a grid, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sslmae.report.html import render_grid, render_run, write_report
+
+
+def build_report(out: str | Path, run_dir: str | Path | None = None, grid_dir: str | Path | None = None,
+                 eval_dir: str | Path | None = None, fractions: str | Path | None = None) -> Path:
+    """Exactly one of run_dir (a training out_dir) or grid_dir (a grid selection folder);
+    eval_dir: an evaluation's output; fractions: a CSV `fraction,mode,<metric>` for the
+    label-fraction curve."""
+    if (run_dir is None) == (grid_dir is None):
+        raise ValueError("report: give exactly one of --run or --grid")
+    ev = Path(eval_dir) if eval_dir else None
+    if run_dir is not None:
+        page = render_run(Path(run_dir), ev)
+    else:
+        table = None
+        if fractions is not None:
+            if not Path(fractions).is_file():
+                raise FileNotFoundError(f"{fractions}: label-fraction table not found")
+            table = pd.read_csv(fractions)
+        page = render_grid(Path(grid_dir), ev, table)
+    return write_report(page, Path(out))

@@ -149,7 +149,9 @@ class TrainConfig:
     precision: str = _check("auto", _choice("auto", "32", "bf16-mixed", "16-mixed"))
     progress_bar: bool = True
     deterministic: bool = True
-    resume: str = _check("auto", _choice("auto", "never"))  # auto: continue from out_dir/checkpoints/last.ckpt
+    # auto: continue from out_dir/checkpoints/last.ckpt when made with the same params, else start over;
+    # strict: refuse a checkpoint made with other params; never: always start over
+    resume: str = _check("auto", _choice("auto", "strict", "never"))
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Fault tolerance: epoch checkpoints, resume after SIGKILL, NaN stops, params mismatch."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -53,7 +54,7 @@ def test_sigkill_mid_epoch_then_resume_ends_where_uninterrupted_does(tmp_path, s
     assert resumed.val_metrics["macro_auprc"] == pytest.approx(ref.val_metrics["macro_auprc"], abs=1e-4)
 
 
-def test_checkpoint_is_weights_only_and_params_must_match(tiny_cfg):
+def test_checkpoint_is_weights_only_and_resumes_only_with_the_same_params(tiny_cfg, capsys):
     train(tiny_cfg)
     ckpt = last_checkpoint(tiny_cfg.train.out_dir)
     state = torch.load(ckpt, weights_only=True)  # no arbitrary pickles
@@ -61,9 +62,14 @@ def test_checkpoint_is_weights_only_and_params_must_match(tiny_cfg):
     changed = load_config(None, [f"train.out_dir={tiny_cfg.train.out_dir}", f"data.dir={tiny_cfg.data.dir}",
                                  f"data.split_file={tiny_cfg.data.split_file}", "loss.w=0.9",
                                  "data.img_size=32", "model.encoder=micro", "model.patch_size=4",
-                                 "model.mask_patch_size=8", "tracking.enabled=false"])
+                                 "model.mask_patch_size=8", "tracking.enabled=false", "train.epochs=2"])
+    strict = dataclasses.replace(changed, train=dataclasses.replace(changed.train, resume="strict"))
     with pytest.raises(ConfigError, match=r"loss.w: 0.5 -> 0.9"):
-        train(changed)
+        train(strict)
+    result = train(changed)  # auto: starts over, saying why
+    assert "not resuming" in capsys.readouterr().out
+    assert pd.read_csv(result.history)["epoch"].tolist() == [0, 1]
+    assert torch.load(result.checkpoint, weights_only=True)["config"]["loss"]["w"] == 0.9
 
 
 def test_nan_loss_stops_clearly_and_keeps_last_good_checkpoint(tiny_cfg, monkeypatch):

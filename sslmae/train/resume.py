@@ -37,21 +37,26 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def resume_path(cfg: Config) -> Path | None:
-    """The checkpoint to continue from, or None to start fresh. Raises ConfigError when the
-    checkpoint was made with other params."""
+def resume_path(cfg: Config, log=print) -> Path | None:
+    """The checkpoint to continue from, or None to start fresh.
+
+    auto: continue when the checkpoint was made with the same params, else start over and
+    say which params differ (a DVC rerun after a params change must retrain);
+    strict: a checkpoint made with other params is a ConfigError; never: always start over.
+    """
     path = last_checkpoint(cfg.train.out_dir)
     if cfg.train.resume == "never" or not path.is_file():
         return None
     saved = torch.load(path, map_location="cpu", weights_only=True)["sslmae"]["config"]
     now, then = _flat(to_dict(cfg)), _flat(saved)
     differ = sorted(k for k in set(now) | set(then) if k not in FREE_KEYS and now.get(k) != then.get(k))
-    if differ:
-        raise ConfigError(
-            f"{path}: made with other params ({', '.join(f'{k}: {then.get(k)!r} -> {now.get(k)!r}' for k in differ)}); "
-            f"use a new train.out_dir or train.resume=never"
-        )
-    return path
+    if not differ:
+        return path
+    what = ", ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in differ)
+    if cfg.train.resume == "strict":
+        raise ConfigError(f"{path}: made with other params ({what}); use a new train.out_dir or train.resume=auto")
+    log(f"not resuming from {path}: made with other params ({what}); training from the start")
+    return None
 
 
 def save_atomic(trainer, path: Path) -> None:

@@ -115,12 +115,46 @@ def cmd_predict(args) -> None:
     predict(args.model, args.input, args.out, thresholds=args.thresholds, cfg=cfg, s3_endpoint=args.s3_endpoint)
 
 
+def cmd_fractions(args) -> None:
+    from sslmae.fractions import fraction_curve
+
+    table = fraction_curve(_params(args), args.fractions, args.modes, args.work, args.out)
+    print(table.to_string(index=False))
+
+
 def cmd_report(args) -> None:
     from sslmae.report.build import build_report
 
     path = build_report(run_dir=args.run, grid_dir=args.grid, eval_dir=args.eval, fractions=args.fractions,
                         out=args.out)
     print(f"wrote {path}")
+
+
+def cmd_pipeline(args) -> None:
+    from sslmae.pipeline import kfp_cli
+
+    cfg = _params(args)
+    action = args.action
+    if action == "compile":
+        print(f"wrote {kfp_cli.compile_pipeline(cfg, args.out, args.parallelism, args.gpus, args.nodes)}")
+    elif action == "run-local":
+        cfg = load_config(args.params if Path(args.params).exists() else None,
+                          kfp_cli.LOCAL_OVERRIDES + list(args.overrides))
+        root = Path(args.root).resolve()
+        source = args.source
+        if not source:  # the embedded dataset, made on the spot
+            from sslmae.datasets.synth import write_synthetic
+
+            source = str(write_synthetic(root / "synth", n=cfg.synth.n, size=cfg.synth.size, seed=cfg.synth.seed))
+        kfp_cli.run_local(cfg, root / "pipeline_root", source)
+        print(f"local pipeline run finished; artifacts under {root / 'pipeline_root'}")
+    elif action == "submit":
+        print(f"submitted run {kfp_cli.submit(cfg, args.host, args.experiment, args.source)}")
+    elif action == "schedule":
+        if not args.cron:
+            raise ValueError("schedule: --cron is required (6 fields, seconds first, e.g. '0 0 3 * * *')")
+        rid = kfp_cli.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out)
+        print(f"recurring run {rid}: {args.cron}")
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -206,6 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("pipeline", help="Kubeflow: compile | run-local | submit | schedule")
+    p.add_argument("action", choices=["compile", "run-local", "submit", "schedule"])
+    p.add_argument("--out", default="pipeline.yaml", help="compiled pipeline YAML (compile, schedule)")
+    p.add_argument("--parallelism", type=int, default=4, help="grid trials at once")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per training task (per pod with --nodes)")
+    p.add_argument("--nodes", type=int, default=1, help="> 1: each trial is a PyTorchJob over this many pods")
+    p.add_argument("--root", default="runs/kfp-local", help="run-local: where artifacts go")
+    p.add_argument("--source", default="", help="dataset source (default: data.source; run-local: synthetic)")
+    p.add_argument("--host", default=None, help="Kubeflow Pipelines API (default: $KFP_HOST)")
+    p.add_argument("--experiment", default="sslmae")
+    p.add_argument("--cron", default=None, help="schedule: cron expression with seconds, e.g. '0 0 3 * * *'")
+    _add_params(p)
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("fractions", help="label-fraction curve: train + test per fraction and mode")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25])
+    p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"])
+    p.add_argument("--work", default="runs/fractions", help="where the runs go")
+    p.add_argument("--out", default="runs/fractions.csv")
+    _add_params(p)
+    p.set_defaults(func=cmd_fractions)
+
     p = sub.add_parser("report", help="self-contained HTML report of a run or a grid")
     p.add_argument("--run", default=None, help="a training out_dir")
     p.add_argument("--grid", default=None, help="a grid selection dir (trials.csv)")
@@ -224,7 +280,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may also follow the options (argparse stops collecting positionals there)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable = args.func
     try:
         func(args)

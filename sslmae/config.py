@@ -60,6 +60,10 @@ def _each(check):
     return run
 
 
+def _nonempty(v):
+    return None if v.strip() else "must not be empty"
+
+
 def _choice(*options):
     def check(v):
         return None if v in options else f"must be one of {list(options)}, got {v!r}"
@@ -93,6 +97,10 @@ class DataConfig:
     task: str = _check("mlc", _choice("mlc", "mcc"))
     img_size: int = _check(64, _range(8, 4096))
     num_workers: int = _check(0, _range(0))
+    # decode once: every image decoded and resized to img_size into one uint8 array
+    # <cache_dir>/<key>.npy (rebuilt when a file or img_size changes), memory-mapped by the loaders
+    cache: bool = True
+    cache_dir: str = _check("data/cache", _nonempty)
     # batch augmentation, applied on the training device after transfer
     crop_scale_min: float = _check(0.6, _range(0.05, 1.0))
     flips: bool = True
@@ -222,6 +230,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)
     if tp is int:
+        if isinstance(value, float) and value.is_integer():  # JSON/protobuf transports (KFP) send 30 as 30.0
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
         return value

@@ -17,7 +17,7 @@ from sslmae.inference import predict_scores
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
 from sslmae.split import read_split
 from sslmae.train.checkpoint import load_model
-from sslmae.train.datamodule import eval_loader, subset_dataset
+from sslmae.train.datamodule import dataset_cache, eval_loader, subset_dataset
 
 SUBSET_GROUPS = {"labeled": ("labeled",), "unlabeled": ("unlabeled",), "val": ("val",), "test": ("test",),
                  "train": ("labeled", "unlabeled"), "all": ("labeled", "unlabeled", "val", "test")}
@@ -45,7 +45,7 @@ def evaluate(
         raise ValueError(f"{data.root}: labels {data.label_names} differ from the model's {label_names}")
     split_path = split_file or cfg.data.split_file
     subsets = read_split(split_path, data.ids)
-    ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], cfg.data.img_size)
+    ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], cfg.data.img_size, cache=dataset_cache(data, cfg))
     if len(ds) == 0:
         raise ValueError(f"subset {subset!r} of {split_path} is empty")
     scores, y = predict_scores(model, eval_loader(ds, batch_size, num_workers))

@@ -55,28 +55,30 @@ def run_trial(cfg: Config, trial: str):
     return train(trial_config(cfg, trial))
 
 
-def trials_table(cfg: Config) -> pd.DataFrame:
-    """One row per trial from its metrics.json; a missing trial is an error naming it."""
+def trials_table(cfg: Config, dirs: dict[str, Path] | None = None) -> pd.DataFrame:
+    """One row per trial from its metrics.json; a missing trial is an error naming it.
+    dirs: trial -> folder, when trials ran elsewhere than grid.out_dir (Kubeflow artifacts)."""
     rows = []
     for trial in trial_names(cfg):
         tcfg = trial_config(cfg, trial)
-        path = Path(tcfg.train.out_dir) / "metrics.json"
+        folder = Path(dirs[trial]) if dirs and trial in dirs else Path(tcfg.train.out_dir)
+        path = folder / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: trial {trial!r} has not finished (run it first)")
         m = json.loads(path.read_text())
         rows.append({"trial": trial, "w": tcfg.loss.w, "learn_w": tcfg.loss.learn_w, "w_final": m.get("w_final"),
                      **{k: v for k, v in m.items() if k.startswith("val_")}, "best_epoch": m.get("best_epoch"),
-                     "checkpoint": str(Path(tcfg.train.out_dir) / "model.pt")})
+                     "checkpoint": str(folder / "model.pt")})
     return pd.DataFrame(rows)
 
 
-def select(cfg: Config, out_dir: str | Path) -> dict:
+def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None) -> dict:
     """Pick the trial with the best validation primary metric (ties: the first listed) and
     write trials.csv, selected.json and the winner's model.pt to out_dir."""
     from sslmae.tracking.grid_log import log_grid
 
     out = Path(out_dir)
-    table = trials_table(cfg)
+    table = trials_table(cfg, dirs)
     metric = f"val_{PRIMARY[cfg.data.task]}"
     if metric not in table or table[metric].isna().all():
         raise ValueError(f"grid: no trial reports {metric} (is the validation subset empty?)")
@@ -86,6 +88,12 @@ def select(cfg: Config, out_dir: str | Path) -> dict:
         table.to_csv(tmp, index=False)
     with atomic_file(out / "model.pt") as tmp:
         shutil.copyfile(best["checkpoint"], tmp)
+    for trial, ckpt in zip(table["trial"], table["checkpoint"]):  # the report needs every trial's curves
+        for name in ("history.csv", "metrics.json"):
+            src = Path(ckpt).parent / name
+            if src.is_file() and src.parent.resolve() != (out / trial).resolve():
+                (out / trial).mkdir(exist_ok=True)
+                shutil.copyfile(src, out / trial / name)
     selected = {"trial": best["trial"], "metric": metric, "value": float(best[metric]), "w": float(best["w"]),
                 "learn_w": bool(best["learn_w"]), "w_final": best["w_final"], "model": str(out / "model.pt")}
     log_grid(cfg, table, selected, out)

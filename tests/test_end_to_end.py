@@ -83,3 +83,20 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, synth_dir):
     assert not (tmp_path / "s.csv").exists()
     assert main(["evaluate", "--model", str(tmp_path / "none.pt")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
+    import pandas as pd
+
+    from tests.conftest import tiny_overrides
+
+    over = tiny_overrides(tmp_path, synth_dir, tmp_path / "s.csv")
+    args = ["fractions", "--fractions", "0.2", "0.5", "--modes", "semi_supervised", "supervised_baseline",
+            "--work", str(tmp_path / "fr"), "--out", str(tmp_path / "fr.csv"), *over, "train.epochs=1"]
+    assert main(args) == 0
+    table = pd.read_csv(tmp_path / "fr.csv")
+    assert len(table) == 4 and set(table["mode"]) == {"semi_supervised", "supervised_baseline"}
+    assert table["test_macro_auprc"].between(0, 1).all()
+    sel = tmp_path / "fr" / "semi_supervised_0.2"
+    assert main(["report", "--run", str(sel), "--out", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text().count("data:image/png;base64") >= 2

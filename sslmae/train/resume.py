@@ -19,7 +19,8 @@ from sslmae.config import Config, ConfigError, to_dict
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
 # keys that may change between a run and its resumption without changing the result
-FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "tracking.enabled",
+FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "data.cache", "data.cache_dir",
+             "tracking.enabled",
              "tracking.uri", "tracking.experiment"}
 
 

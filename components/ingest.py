@@ -1,0 +1,14 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Metrics, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest(params: dict, source: str, dataset: Output[Dataset], stats: Output[Metrics]):
+    """Any supported layout (folder, archive, s3://) -> the canonical dataset folder."""
+    from sslmae.pipeline.steps import ingest_step
+
+    result = ingest_step(params, source, dataset.path)
+    dataset.metadata.update(result)
+    stats.log_metric("n_images", result["n_images"])

@@ -1,0 +1,12 @@
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def report(selected: Input[Model], evaluation: Input[Artifact], page: Output[HTML]):
+    """The self-contained HTML report of the grid and its evaluation."""
+    from sslmae.pipeline.steps import report_step
+
+    report_step(selected.path, evaluation.path, page.path)

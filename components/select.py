@@ -1,0 +1,15 @@
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def select(params: dict, trials: Input[List[Model]], selected: Output[Model]):
+    """Fan-in: the trial with the best validation metric; trials.csv and its model.pt."""
+    from sslmae.pipeline.steps import select_step
+
+    result = select_step(params, [t.path for t in trials], selected.path)
+    selected.metadata.update({k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))})

@@ -1,0 +1,12 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def split(params: dict, dataset: Input[Dataset], split_file: Output[Dataset]):
+    """Stratified labeled/unlabeled/val/test split table (CSV)."""
+    from sslmae.pipeline.steps import split_step
+
+    split_file.metadata.update(split_step(params, dataset.path, split_file.path))

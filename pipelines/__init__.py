@@ -1,0 +1,1 @@
+"""Kubeflow pipelines of sslmae (import `pipelines.training`)."""

@@ -1,0 +1,162 @@
+"""Kubeflow: the compiled pipeline YAML, the whole DAG run locally by kfp's SubprocessRunner
+against a real MLflow server, and the multi-node PyTorchJob manifest and entrypoint."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+
+from sslmae.cli import main
+from sslmae.pipeline import pytorchjob
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kfp") / "p.yaml"
+    assert main(["pipeline", "compile", "--params", str(REPO / "params.yaml"), "--out", str(out),
+                 "--parallelism", "3", "--gpus", "2"]) == 0
+    docs = list(yaml.safe_load_all(out.read_text()))
+    return docs[0], (docs[1] if len(docs) > 1 else {})
+
+
+def loop_name(spec) -> str:
+    (name,) = [k for k in spec["root"]["dag"]["tasks"] if k.startswith("for-loop")]
+    return name
+
+
+def test_compiled_pipeline_has_the_grid_fan_out_and_fan_in(compiled):
+    spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    loop_key = loop_name(spec)
+    assert {"ingest", "split", "plan-trials", loop_key, "select", "evaluate", "register-and-promote",
+            "report"} == set(tasks)
+    loop = tasks[loop_key]
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 3
+    assert loop["parameterIterator"]["items"]["inputParameter"]
+    inner = spec["components"][f"comp-{loop_key}"]["dag"]["tasks"]
+    assert "train-trial" in inner
+    # fan-in: select takes the collected models of the loop
+    sel = tasks["select"]["inputs"]["artifacts"]["trials"]["taskOutputArtifact"]
+    assert sel["producerTask"] == loop_key
+    assert loop_key in tasks["select"]["dependentTasks"]
+    # the params default mirrors params.yaml
+    default = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
+    assert default["grid"]["ws"] == [0.3, 0.7] and default["model"]["encoder"] == "mini"
+
+
+def test_train_tasks_request_gpus_shm_retries_and_caching(compiled):
+    spec, platform = compiled
+    execs = spec["deploymentSpec"]["executors"]
+    train = execs["exec-train-trial"]["container"]
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert int(train["resources"]["accelerator"]["resourceCount"]) == 2
+    assert train["resources"]["resourceCpuLimit"] == "8" and train["resources"]["resourceMemoryLimit"] == "32G"
+    assert execs["exec-ingest"]["container"]["image"].startswith(("ghcr.io/", os.environ.get("SSLMAE_IMAGE", "x")))
+    assert "pip install" not in json.dumps(execs)  # nothing installed at pod start
+    inner = spec["components"][f"comp-{loop_name(spec)}"]["dag"]["tasks"]["train-trial"]
+    assert inner["retryPolicy"]["maxRetryCount"] == 2
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ingest"]["cachingOptions"] == {}  # caching off
+    assert tasks["register-and-promote"]["cachingOptions"] == {}
+    assert tasks["split"]["cachingOptions"]["enableCache"] is True
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    shm = k8s["exec-train-trial"]["emptyDirMounts"][0]
+    assert shm["mountPath"] == "/dev/shm" and shm["medium"] == "Memory"
+    assert k8s["exec-train-trial"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    secrets = {s["secretName"] for s in k8s["exec-ingest"]["secretAsEnv"]}
+    assert secrets == {"sslmae-s3"}
+    assert {s["secretName"] for s in k8s["exec-register-and-promote"]["secretAsEnv"]} == {"sslmae-mlflow"}
+
+
+def test_multinode_compile_uses_the_pytorchjob_launcher(tmp_path):
+    out = tmp_path / "p.yaml"
+    assert main(["pipeline", "compile", "--params", str(REPO / "params.yaml"), "--out", str(out), "--nodes", "2",
+                 "--gpus", "4"]) == 0
+    spec, platform = list(yaml.safe_load_all(out.read_text()))
+    assert "train-trial-multinode" in spec["components"][f"comp-{loop_name(spec)}"]["dag"]["tasks"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-trial-multinode"]
+    assert k8s["pvcMount"][0]["mountPath"] == "/mnt/sslmae"
+
+
+def test_pytorchjob_manifest():
+    spec = pytorchjob.JobSpec(name="j1", namespace="ml", image="img:1", nodes=3, gpus=4, pvc="claim", run_dir="r1")
+    m = pytorchjob.render(spec)
+    assert m["kind"] == "PyTorchJob" and m["apiVersion"] == "kubeflow.org/v1"
+    reps = m["spec"]["pytorchReplicaSpecs"]
+    assert reps["Master"]["replicas"] == 1 and reps["Worker"]["replicas"] == 2
+    c = reps["Worker"]["template"]["spec"]["containers"][0]
+    assert c["name"] == "pytorch" and c["resources"]["limits"]["nvidia.com/gpu"] == 4
+    cmd = c["command"][2]
+    for part in ("torchrun", "--nnodes=3", "--nproc_per_node=4", '--node_rank="$RANK"', '--master_addr="$MASTER_ADDR"',
+                 "train.devices=4", "train.num_nodes=3", "/mnt/sslmae/r1/params.yaml"):
+        assert part in cmd, part
+    vols = {v["name"]: v for v in reps["Master"]["template"]["spec"]["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"]["claimName"] == "claim" and vols["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert "Worker" not in pytorchjob.render(pytorchjob.JobSpec("j", "n", "i", 1, 1, "c", "r"))["spec"]["pytorchReplicaSpecs"]
+    with pytest.raises(ValueError):
+        pytorchjob.render(pytorchjob.JobSpec("j", "n", "i", 0, 1, "c", "r"))
+
+
+def test_pytorchjob_status():
+    assert pytorchjob.outcome(None)[0] == "running"
+    running = {"conditions": [{"type": "Created", "status": "True", "message": "created"},
+                              {"type": "Running", "status": "True", "message": "running"}]}
+    assert pytorchjob.outcome(running) == ("running", "running")
+    failed = {"conditions": running["conditions"] + [
+        {"type": "Failed", "status": "True", "reason": "OOMKilled", "message": "worker-0 exited 137"}]}
+    assert pytorchjob.outcome(failed) == ("failed", "OOMKilled: worker-0 exited 137")
+    ok = {"conditions": running["conditions"] + [{"type": "Succeeded", "status": "True", "message": "done"}]}
+    assert pytorchjob.outcome(ok) == ("succeeded", "done")
+
+
+@pytest.mark.slow
+def test_entrypoint_runs_two_nodes_from_the_operator_environment(tmp_path, synth_dir, split_file):
+    """What each PyTorchJob pod runs, with the environment the operator sets (RANK = pod index)."""
+    import shutil
+
+    from sslmae.config import load_config, to_dict
+    from tests.conftest import tiny_overrides
+
+    run = tmp_path / "claim" / "r1"
+    run.mkdir(parents=True)
+    shutil.copytree(synth_dir, run / "dataset")
+    shutil.copyfile(split_file, run / "split.csv")
+    cfg = load_config(None, tiny_overrides(tmp_path, synth_dir, split_file))
+    (run / "params.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
+    spec = pytorchjob.JobSpec("j", "ns", "img", nodes=2, gpus=1, pvc="c", run_dir="r1", mount=str(tmp_path / "claim"))
+    cmd = pytorchjob.render(spec)["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["command"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK",)}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2",
+               PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    pods = [subprocess.Popen(cmd, env={**env, "RANK": str(r)}, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=600)[0] for p in pods]
+    assert all(p.returncode == 0 for p in pods), outs[0][-2000:] + outs[1][-2000:]
+    assert (run / "out" / "model.pt").is_file()
+    assert torch.load(run / "out" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_run_local_executes_the_whole_dag_and_registers_a_champion(tmp_path, mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.chdir(tmp_path)
+    exp, model = f"kfp-{tmp_path.name}", f"kfp-model-{tmp_path.name}"
+    assert main(["pipeline", "run-local", "--params", str(REPO / "params.yaml"), "--root", str(tmp_path / "kfp"),
+                 f"tracking.experiment={exp}", f"tracking.registered_model={model}"]) == 0
+    client = MlflowClient(tracking_uri=mlflow_server)
+    assert int(client.get_model_version_by_alias(model, "champion").version) == 1
+    runs = client.search_runs([client.get_experiment_by_name(exp).experiment_id])
+    kinds = sorted(r.data.tags["sslmae.kind"] for r in runs)
+    assert kinds.count("train") == 3 and "grid" in kinds and "promote" in kinds  # fan-out and fan-in ran
+    reports = list((tmp_path / "kfp").rglob("page"))
+    assert reports and "<html" in reports[0].read_text()[:200].lower()

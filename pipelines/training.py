@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from kfp import dsl, kubernetes
 
+from components import IMAGE
+
 from components.evaluate import evaluate
 from components.ingest import ingest
 from components.plan import plan_trials
@@ -86,6 +88,9 @@ def _without_nulls(params: dict) -> dict:
 def build_pipeline(default_params: dict, res: "Resources | None" = None, name: str = "sslmae-training"):
     res = res or Resources()
     default_params = _without_nulls(default_params)
+    if res.gpus > 0:  # train on every GPU the task requests (per pod for PyTorchJobs)
+        default_params = {**default_params, "train": {**default_params.get("train", {}), "devices": res.gpus,
+                                                      "num_nodes": res.nodes}}
 
     @dsl.pipeline(name=name, description="SSL-MAE grid search, evaluation, registry promotion and report")
     def training(params: dict = default_params, source: str = ""):
@@ -96,7 +101,8 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
         with dsl.ParallelFor(items=plan.output, parallelism=res.parallelism) as trial:
             if res.nodes > 1:  # the launcher waits on the PyTorchJob; the GPUs are the job's
                 trained = train_trial_multinode(params=params, trial=trial, nodes=res.nodes, gpus=res.gpus,
-                                                pvc=res.pvc, namespace=res.namespace, dataset=data.outputs["dataset"],
+                                                pvc=res.pvc, namespace=res.namespace, image=IMAGE,
+                                                dataset=data.outputs["dataset"],
                                                 split_file=parts.outputs["split_file"])
                 kubernetes.mount_pvc(trained, pvc_name=res.pvc, mount_path="/mnt/sslmae")
                 _cluster(trained, res, mlflow=True).set_retry(res.train_retries)

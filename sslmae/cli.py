@@ -149,11 +149,12 @@ def cmd_pipeline(args) -> None:
         kfp_cli.run_local(cfg, root / "pipeline_root", source)
         print(f"local pipeline run finished; artifacts under {root / 'pipeline_root'}")
     elif action == "submit":
-        print(f"submitted run {kfp_cli.submit(cfg, args.host, args.experiment, args.source)}")
+        print(f"submitted run {kfp_cli.submit(cfg, args.host, args.experiment, args.source, args.parallelism, args.gpus, args.nodes)}")
     elif action == "schedule":
         if not args.cron:
             raise ValueError("schedule: --cron is required (6 fields, seconds first, e.g. '0 0 3 * * *')")
-        rid = kfp_cli.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out)
+        rid = kfp_cli.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out, args.parallelism,
+                               args.gpus, args.nodes)
         print(f"recurring run {rid}: {args.cron}")
 
 

@@ -59,17 +59,19 @@ def client(host: str | None):
     return kfp.Client(host=host)
 
 
-def submit(cfg: Config, host: str | None, experiment: str, source: str) -> str:
-    run = client(host).create_run_from_pipeline_func(pipeline_func(cfg), arguments={"source": source},
-                                                     experiment_name=experiment)
+def submit(cfg: Config, host: str | None, experiment: str, source: str, parallelism: int = 4, gpus: int = 1,
+           nodes: int = 1) -> str:
+    run = client(host).create_run_from_pipeline_func(pipeline_func(cfg, parallelism, gpus, nodes),
+                                                     arguments={"source": source}, experiment_name=experiment)
     return run.run_id
 
 
-def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: str, package: str | Path) -> str:
+def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: str, package: str | Path,
+             parallelism: int = 4, gpus: int = 1, nodes: int = 1) -> str:
     """A recurring run: retrain on whatever `source` holds at each tick; the promotion gate
     decides whether the new model replaces the champion."""
     c = client(host)
-    compile_pipeline(cfg, package)
+    compile_pipeline(cfg, package, parallelism, gpus, nodes)
     exp = c.create_experiment(experiment)
     job = c.create_recurring_run(experiment_id=exp.experiment_id, job_name=f"{experiment}-retrain",
                                  cron_expression=cron, pipeline_package_path=str(package),

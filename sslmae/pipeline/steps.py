@@ -80,9 +80,15 @@ def evaluate_step(params: dict, model_file: str, dataset_dir: str, split_file: s
 def register_promote_step(params: dict, model_file: str, metrics_file: str, dataset_dir: str, split_file: str,
                           out_dir: str) -> dict:
     """Register the selected model as challenger, then the promotion gate."""
+    import os
+
     from sslmae.tracking.registry import promote, register
+    from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
 
     cfg = config_for(params)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and tracking_uri(cfg) == DEFAULT_URI:
+        # a registry in the pod's own sqlite file would vanish with the pod
+        raise ValueError("no MLflow tracking server: set MLFLOW_TRACKING_URI (secret sslmae-mlflow) or tracking.uri")
     out = Path(out_dir)
     info = register(cfg, model_file, json.loads(Path(metrics_file).read_text()), out=out / "registered.json")
     decision = promote(cfg, dataset_dir, split_file, cfg.evaluate.split, out=out / "promotion.json")

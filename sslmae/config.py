@@ -120,7 +120,13 @@ class SplitConfig:
 class ModelConfig:
     """The SSL-MAE network: timm ViT encoder, mask token, SimMIM decoder, head."""
 
-    encoder: str = "mini"  # a key of sslmae.model.backbone.ENCODERS
+    size: str = "mini"  # a key of sslmae.model.backbone.ENCODERS
+    # simmim: masked patches become a mask token and pass through the encoder (the paper);
+    # visible_only: MAE-style extension, masked patches dropped before the encoder and a small
+    # transformer decoder reconstructs them (off by default)
+    encoder: str = _check("simmim", _choice("simmim", "visible_only"))
+    decoder_dim: int = _check(128, _range(8))  # visible_only decoder width
+    decoder_depth: int = _check(2, _range(1))
     patch_size: int = _check(8, _range(1))
     mask_ratio: float = _check(0.6, _range(0.0, 1.0, hi_open=True))
     mask_patch_size: int = _check(16, _range(1))
@@ -157,6 +163,7 @@ class TrainConfig:
     precision: str = _check("auto", _choice("auto", "32", "bf16-mixed", "16-mixed"))
     progress_bar: bool = True
     deterministic: bool = True
+    compile: str = _check("auto", _choice("auto", "on", "off"))  # torch.compile the encoder; auto: on GPU only
     # auto: continue from out_dir/checkpoints/last.ckpt when made with the same params, else start over;
     # strict: refuse a checkpoint made with other params; never: always start over
     resume: str = _check("auto", _choice("auto", "strict", "never"))
@@ -291,8 +298,8 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("loss.learn_w: supervised_baseline has no reconstruction term, so w cannot be learned")
     from sslmae.model.backbone import ENCODERS  # local: keeps config import light
 
-    if m.encoder not in ENCODERS:
-        raise ConfigError(f"model.encoder: must be one of {sorted(ENCODERS)}, got {m.encoder!r}")
+    if m.size not in ENCODERS:
+        raise ConfigError(f"model.size: must be one of {sorted(ENCODERS)}, got {m.size!r}")
 
 
 def from_dict(data: dict) -> Config:

@@ -22,7 +22,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 def tiny_overrides(tmp: Path, data_dir: Path, split_file: Path) -> list[str]:
     return [
         f"data.dir={data_dir}", f"data.split_file={split_file}", "data.img_size=32", f"data.cache_dir={tmp / 'cache'}",
-        "model.encoder=micro", "model.patch_size=4", "model.mask_patch_size=8",
+        "model.size=micro", "model.patch_size=4", "model.mask_patch_size=8",
         "train.epochs=2", "train.batch_size=8", "train.progress_bar=false", "train.accelerator=cpu",
         f"train.out_dir={tmp / 'train'}", f"evaluate.out_dir={tmp / 'eval'}", "tracking.enabled=false",
     ]

@@ -40,7 +40,7 @@ def make_project(tmp_path, **sections):
     params["synth"].update(n=80, size=32)
     params["data"]["img_size"] = 32
     params["split"]["fraction"] = 0.3
-    params["model"].update(encoder="micro", patch_size=4, mask_patch_size=8)
+    params["model"].update(size="micro", patch_size=4, mask_patch_size=8)
     params["train"].update(epochs=2, batch_size=8, progress_bar=False, accelerator="cpu")
     params["grid"].update(ws=[0.3, 0.7])
     for section, values in sections.items():

@@ -21,7 +21,7 @@ def test_pipeline_learns_far_above_chance(tmp_path):
     run_cli("split", data, "--out", split, "--fraction", 0.3, "--seed", 0)
     overrides = [
         f"data.dir={data}", f"data.split_file={split}", "data.img_size=32",
-        "model.encoder=micro", "model.patch_size=4", "model.mask_patch_size=8",
+        "model.size=micro", "model.patch_size=4", "model.mask_patch_size=8",
         "train.epochs=12", "train.batch_size=16", "train.lr=0.002", "train.warmup_epochs=1",
         "train.progress_bar=false", "train.accelerator=cpu",
         f"train.out_dir={tmp_path / 'train'}", f"evaluate.out_dir={tmp_path / 'eval'}",
@@ -100,3 +100,19 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
     sel = tmp_path / "fr" / "semi_supervised_0.2"
     assert main(["report", "--run", str(sel), "--out", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64") >= 2
+
+
+def test_visible_only_extension_trains_and_evaluates(tiny_cfg, tmp_path):
+    import dataclasses
+
+    from sslmae.evaluate import evaluate
+    from sslmae.train.checkpoint import load_model
+    from sslmae.train.run import train
+
+    cfg = dataclasses.replace(tiny_cfg, model=dataclasses.replace(tiny_cfg.model, encoder="visible_only",
+                                                                   decoder_dim=16, decoder_depth=1))
+    result = train(cfg)
+    model, saved, _, _ = load_model(result.checkpoint)
+    assert saved.model.encoder == "visible_only" and model.decoder is not None
+    metrics = evaluate(result.checkpoint, tmp_path / "ev", subset="test")
+    assert 0 < metrics["macro_auprc"] <= 1

@@ -48,7 +48,7 @@ def test_compiled_pipeline_has_the_grid_fan_out_and_fan_in(compiled):
     assert loop_key in tasks["select"]["dependentTasks"]
     # the params default mirrors params.yaml
     default = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
-    assert default["grid"]["ws"] == [0.3, 0.7] and default["model"]["encoder"] == "mini"
+    assert default["grid"]["ws"] == [0.3, 0.7] and default["model"]["size"] == "mini"
 
 
 def test_train_tasks_request_gpus_shm_retries_and_caching(compiled):

@@ -12,7 +12,7 @@ C = 5
 
 def make(mode="semi_supervised", learn_w=False, task="mlc", rec_loss="l1", drop_path=0.0):
     torch.manual_seed(0)
-    return SSLMAE(num_classes=C, task=task, mode=mode, encoder="micro", img_size=32, patch_size=4,
+    return SSLMAE(num_classes=C, task=task, mode=mode, size="micro", img_size=32, patch_size=4,
                   mask_ratio=0.5, mask_patch_size=8, rec_loss=rec_loss, w=0.3, learn_w=learn_w,
                   drop_path=drop_path)
 
@@ -159,14 +159,51 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
     save_file(src.encoder.state_dict(), str(tmp_path / "w.safetensors"))
     for name in ("w.pth", "w.safetensors"):
         torch.manual_seed(123)
-        dst = SSLMAE(num_classes=C, encoder="micro", img_size=32, patch_size=4, mask_patch_size=8,
+        dst = SSLMAE(num_classes=C, size="micro", img_size=32, patch_size=4, mask_patch_size=8,
                      pretrained=str(tmp_path / name))
         for k, v in src.encoder.state_dict().items():
             assert torch.equal(dst.encoder.state_dict()[k], v), k
     with pytest.raises(FileNotFoundError, match="model.pretrained"):
-        SSLMAE(num_classes=C, encoder="micro", img_size=32, patch_size=4, mask_patch_size=8,
+        SSLMAE(num_classes=C, size="micro", img_size=32, patch_size=4, mask_patch_size=8,
                pretrained=str(tmp_path / "absent.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read"):
-        SSLMAE(num_classes=C, encoder="micro", img_size=32, patch_size=4, mask_patch_size=8,
+        SSLMAE(num_classes=C, size="micro", img_size=32, patch_size=4, mask_patch_size=8,
                pretrained=str(tmp_path / "junk.pth"))
+
+
+# ---------------------------------------------------------------- visible_only (MAE-style extension)
+
+
+def make_visible(learn_w=False):
+    torch.manual_seed(0)
+    return SSLMAE(num_classes=C, size="micro", encoder="visible_only", img_size=32, patch_size=4,
+                  mask_patch_size=8, mask_ratio=0.5, w=0.3, learn_w=learn_w, decoder_dim=16, decoder_depth=1)
+
+
+def test_visible_only_contracts():
+    m = make_visible().eval()
+    imgs, targets, labeled = batch()
+    mask = m.draw_mask(6, "cpu", torch.Generator().manual_seed(5))
+    visible = m.encode_visible(imgs, mask)
+    assert visible.shape == (6, 32, 32)  # half of the 64 patches, micro width 32
+    out = m.training_losses(imgs, targets, labeled, mask)
+    assert out["recon"].shape == imgs.shape and torch.isfinite(out["loss"])
+    pm = mask_to_pixels(mask, 4).float()
+    # masked pixels of any row cannot reach the head; an unlabeled row's label cannot either
+    changed = imgs + pm * 5.0
+    t2 = targets.clone()
+    t2[1] = 1 - t2[1]
+    assert torch.allclose(m.training_losses(changed, t2, labeled, mask)["l_cls"], out["l_cls"], atol=1e-6)
+    # the decoder output at visible pixels does not enter the reconstruction loss
+    recon = out["recon"].detach()
+    assert torch.allclose(l1_masked(recon + (1 - pm) * 9, imgs, pm, 4), l1_masked(recon, imgs, pm, 4))
+    assert m(imgs).shape == (6, C)  # inference: every patch, no mask
+
+
+def test_visible_only_every_parameter_gets_a_gradient():
+    m = make_visible(learn_w=True).train()
+    imgs, targets, labeled = batch()
+    m.training_losses(imgs, targets, labeled)["loss"].backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert missing == [] and not hasattr(m, "mask_token")

@@ -61,7 +61,7 @@ def test_checkpoint_is_weights_only_and_resumes_only_with_the_same_params(tiny_c
     assert state["epoch"] == tiny_cfg.train.epochs - 1 and "sslmae" in state and "optimizer_states" in state
     changed = load_config(None, [f"train.out_dir={tiny_cfg.train.out_dir}", f"data.dir={tiny_cfg.data.dir}",
                                  f"data.split_file={tiny_cfg.data.split_file}", "loss.w=0.9",
-                                 "data.img_size=32", "model.encoder=micro", "model.patch_size=4",
+                                 "data.img_size=32", "model.size=micro", "model.patch_size=4",
                                  "model.mask_patch_size=8", "tracking.enabled=false", "train.epochs=2"])
     strict = dataclasses.replace(changed, train=dataclasses.replace(changed.train, resume="strict"))
     with pytest.raises(ConfigError, match=r"loss.w: 0.5 -> 0.9"):

@@ -46,7 +46,7 @@ def build_encoder(name: str, img_size: int, patch_size: int, drop_path: float = 
     try:
         factory = ENCODERS[name]
     except KeyError:
-        raise ValueError(f"model.encoder: unknown encoder {name!r}; known: {sorted(ENCODERS)}") from None
+        raise ValueError(f"model.size: unknown size {name!r}; known: {sorted(ENCODERS)}") from None
     return factory(img_size=img_size, patch_size=patch_size, drop_path=drop_path)
 
 

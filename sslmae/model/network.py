@@ -18,6 +18,7 @@ from torch import nn
 from sslmae.data.masks import mask_to_pixels, random_patch_mask
 from sslmae.model.backbone import build_encoder, load_pretrained
 from sslmae.model.decoder import SimMIMDecoder
+from sslmae.model.mae_decoder import MAEDecoder
 from sslmae.model.losses import CLS_LOSSES, REC_LOSSES
 from sslmae.model.weight import LossWeight
 
@@ -43,7 +44,10 @@ class SSLMAE(nn.Module):
         num_classes: int,
         task: str = "mlc",
         mode: str = "semi_supervised",
-        encoder: str = "mini",
+        size: str = "mini",
+        encoder: str = "simmim",
+        decoder_dim: int = 128,
+        decoder_depth: int = 2,
         img_size: int = 64,
         patch_size: int = 8,
         mask_ratio: float = 0.6,
@@ -59,13 +63,17 @@ class SSLMAE(nn.Module):
         self.img_size, self.patch_size = img_size, patch_size
         self.mask_ratio, self.mask_patch_size = mask_ratio, mask_patch_size
         self.rec_loss, self.cls_loss = REC_LOSSES[rec_loss], CLS_LOSSES[task]
-        self.encoder = build_encoder(encoder, img_size, patch_size, drop_path)
+        self.variant = encoder
+        self.encoder = build_encoder(size, img_size, patch_size, drop_path)
         if pretrained:
             load_pretrained(self.encoder, pretrained)
         dim = self.encoder.embed_dim
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.decoder = SimMIMDecoder(dim, patch_size) if self.mode.reconstruct else None
+        if encoder == "simmim":  # visible_only never shows the encoder a masked position
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
+        decoders = {"simmim": lambda: SimMIMDecoder(dim, patch_size),
+                    "visible_only": lambda: MAEDecoder(dim, self.num_patches, patch_size, decoder_dim, decoder_depth)}
+        self.decoder = decoders[encoder]() if self.mode.reconstruct else None
         self.head = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -88,6 +96,21 @@ class SSLMAE(nn.Module):
         x = vit.norm_pre(x)
         x = vit.blocks(x)
         x = vit.norm(x)
+        return x[:, vit.num_prefix_tokens :]
+
+    def encode_visible(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """visible_only: imgs (N, 3, H, W), mask (N, L) with the same count masked per row ->
+        tokens of the visible patches only (N, Lv, D), in patch order."""
+        vit = self.encoder
+        x = vit.patch_embed(imgs)
+        prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens  # pos_embed may cover the class token
+        x = x + vit.pos_embed[:, prefix:].to(x.dtype)
+        n, length, d = x.shape
+        x = x[~mask].reshape(n, -1, d)  # dropping masked patches is where the speed comes from
+        if vit.cls_token is not None:
+            cls = vit.cls_token if vit.no_embed_class else vit.cls_token + vit.pos_embed[:, :1]
+            x = torch.cat([cls.to(x.dtype).expand(n, -1, -1), x], dim=1)
+        x = vit.norm(vit.blocks(vit.norm_pre(x)))
         return x[:, vit.num_prefix_tokens :]
 
     def classify(self, tokens: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
@@ -126,6 +149,8 @@ class SSLMAE(nn.Module):
                 mask = self.draw_mask(imgs.shape[0], imgs.device)
         else:
             mask = None
+        if mask is not None and self.variant == "visible_only":
+            return self._visible_only_losses(imgs, targets, labeled, mask)
         tokens = self.encode(imgs, mask)
         zero = imgs.new_zeros(())
         if labeled.any():
@@ -145,11 +170,25 @@ class SSLMAE(nn.Module):
         return {"loss": loss, "l_rec": l_rec, "l_cls": l_cls, "w": w, "recon": recon}
 
 
+    def _visible_only_losses(self, imgs, targets, labeled, mask) -> dict[str, torch.Tensor]:
+        """The same objective with the MAE-style encoder: the head pools the (visible) tokens
+        of labeled rows, the decoder reconstructs the masked ones."""
+        visible = self.encode_visible(imgs, mask)
+        zero = imgs.new_zeros(())
+        l_cls = self.cls_loss(self.classify(visible[labeled]).float(), targets[labeled].float()) if labeled.any() else zero
+        recon = self.decoder(visible, mask)
+        pixel_mask = mask_to_pixels(mask, self.patch_size).float()
+        l_rec = self.rec_loss(recon.float(), imgs.float(), pixel_mask, self.patch_size)
+        w = self.weight()
+        return {"loss": (1 - w) * l_rec + w * l_cls, "l_rec": l_rec, "l_cls": l_cls, "w": w, "recon": recon}
+
+
 def build_model(cfg, num_classes: int) -> SSLMAE:
     """SSLMAE from a `sslmae.config.Config`."""
     m = cfg.model
     return SSLMAE(
-        num_classes=num_classes, task=cfg.data.task, mode=cfg.loss.mode, encoder=m.encoder,
+        num_classes=num_classes, task=cfg.data.task, mode=cfg.loss.mode, size=m.size, encoder=m.encoder,
+        decoder_dim=m.decoder_dim, decoder_depth=m.decoder_depth,
         img_size=cfg.data.img_size, patch_size=m.patch_size, mask_ratio=m.mask_ratio,
         mask_patch_size=m.mask_patch_size, rec_loss=m.rec_loss, w=cfg.loss.w,
         learn_w=cfg.loss.learn_w, drop_path=m.drop_path, pretrained=m.pretrained,

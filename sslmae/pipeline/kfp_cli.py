@@ -8,7 +8,7 @@ from pathlib import Path
 from sslmae.config import Config, to_dict
 
 # run-local shrinks every knob so the whole DAG runs on a laptop CPU in a few minutes
-LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.encoder=micro", "model.patch_size=4",
+LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.size=micro", "model.patch_size=4",
                    "model.mask_patch_size=8", "train.epochs=2", "train.batch_size=8", "train.progress_bar=false",
                    "split.fraction=0.3"]
 

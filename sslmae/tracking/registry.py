@@ -42,7 +42,7 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description="SSL-MAE multi-label classifier (sslmae)")
     tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
-            "encoder": mcfg.model.encoder, **{f"test_{k}": str(v) for k, v in metrics.items()
+            "size": mcfg.model.size, "encoder": mcfg.model.encoder, **{f"test_{k}": str(v) for k, v in metrics.items()
                                                if isinstance(v, (int, float))}}
     version = client.create_model_version(name, source=source, run_id=run.info.run_id, tags=tags)
     client.set_registered_model_alias(name, CHALLENGER, version.version)

@@ -19,7 +19,7 @@ from sslmae.config import Config, ConfigError, to_dict
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
 # keys that may change between a run and its resumption without changing the result
-FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "data.cache", "data.cache_dir",
+FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "data.cache", "data.cache_dir", "train.compile",
              "tracking.enabled",
              "tracking.uri", "tracking.experiment"}
 

@@ -57,6 +57,15 @@ def resolve_hardware(cfg: Config) -> tuple[str, str]:
     return accelerator, "32-true" if precision == "32" else precision
 
 
+def compile_encoder(model, cfg: Config, accelerator: str) -> bool:
+    """torch.compile the encoder paths in place (the module's state_dict keys stay as they are)."""
+    if {"auto": accelerator == "gpu", "on": True, "off": False}[cfg.train.compile]:
+        model.encode = torch.compile(model.encode)
+        model.encode_visible = torch.compile(model.encode_visible)
+        return True
+    return False
+
+
 def _strategy(cfg: Config, accelerator: str) -> str:
     """DDP when more than one device or node; nccl on GPU, gloo on CPU (Lightning's choice)."""
     return cfg.train.strategy if cfg.train.strategy != "auto" else (
@@ -129,6 +138,7 @@ def train(cfg: Config) -> TrainResult:
     labels = datamodule.label_names
     module = SSLMAEModule(build_model(cfg, num_classes=len(labels)), cfg)
     accelerator, precision = resolve_hardware(cfg)
+    compile_encoder(module.model, cfg, accelerator)
     ckpt = resume_path(cfg)
     with quiet_lightning():
         trainer = _trainer(cfg, accelerator, precision, out)

@@ -1,0 +1,38 @@
+"""The MAE-style decoder of the `visible_only` extension (He et al. 2022): encoder tokens of
+the visible patches are projected, mask tokens fill the masked positions, and a few
+transformer blocks predict every patch's pixels."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import nn
+
+
+class MAEDecoder(nn.Module):
+    """visible tokens (N, Lv, D) + mask (N, L) bool (True = masked) -> image (N, 3, H, W)."""
+
+    def __init__(self, embed_dim: int, num_patches: int, patch_size: int, dim: int = 128, depth: int = 2,
+                 heads: int = 4, in_chans: int = 3):
+        super().__init__()
+        self.patch_size, self.in_chans = patch_size, in_chans
+        self.embed = nn.Linear(embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, num_patches, dim))
+        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.pred = nn.Linear(dim, patch_size**2 * in_chans)
+        trunc_normal_(self.pos, std=0.02)
+        trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, visible: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n, length = mask.shape
+        x = self.embed(visible)
+        full = self.mask_token.to(x.dtype).expand(n, length, -1).clone()
+        full[~mask] = x.reshape(-1, x.shape[-1])  # visible tokens back at their positions (row-major)
+        x = self.norm(self.blocks(full + self.pos.to(x.dtype)))
+        patches = self.pred(x)  # (N, L, p*p*C)
+        side, p, c = int(round(length**0.5)), self.patch_size, self.in_chans
+        img = patches.reshape(n, side, side, p, p, c).permute(0, 5, 1, 3, 2, 4)
+        return img.reshape(n, c, side * p, side * p)

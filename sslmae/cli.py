@@ -40,7 +40,7 @@ def cmd_split(args) -> None:
     from sslmae.split import split_dataset
 
     table = split_dataset(args.dataset, args.out, fraction=args.fraction, val=args.val, test=args.test,
-                          seed=args.seed, predefined_file=args.predefined)
+                          seed=args.seed, predefined_file=args.predefined, keep_file=args.keep)
     counts = table["subset"].value_counts().to_dict()
     print(f"wrote {args.out}: " + ", ".join(f"{k}={counts.get(k, 0)}" for k in ("labeled", "unlabeled", "val", "test")))
 
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.2)
     p.add_argument("--predefined", default=None, help="CSV image,split (train/val/test) to honour")
+    p.add_argument("--keep", default=None, help="an earlier split table: its images keep their side (frozen test)")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="train SSL-MAE as params.yaml says")

@@ -99,8 +99,11 @@ def make_split(
     seed: int,
     groups: np.ndarray | None = None,
     predefined: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) subset names. `predefined`: optional (N,) of train/val/test, honoured as given.
+    `keep`: optional (N,) train/val/test or None: the side each already-split image keeps
+    (a frozen test split across retrainings); only the None rows are stratified.
 
     The labeled subset is `fraction` of train, stratified, then topped up so that it
     holds at least one example of every label that has one in train.
@@ -120,8 +123,15 @@ def make_split(
     else:
         if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
             raise SplitError(f"val={val}, test={test}: each must be in [0, 1) and their sum < 1")
-        folds = _stratify_groups(y, groups, [1 - val - test, val, test], rng)
-        base = np.asarray(["train", "val", "test"], dtype=object)[folds]
+        sides = np.asarray(["train", "val", "test"], dtype=object)
+        base = np.full(n, None, dtype=object) if keep is None else np.asarray(keep, dtype=object).copy()
+        known = np.asarray([b is not None for b in base])
+        for g in np.unique(groups[~known & np.isin(groups, groups[known])]):  # new copies follow old ones
+            base[(groups == g) & ~known] = base[(groups == g) & known][0]
+        new = np.flatnonzero(np.asarray([b is None for b in base]))
+        if len(new):
+            folds = _stratify_groups(y[new], groups[new], [1 - val - test, val, test], rng)
+            base[new] = sides[folds]
     out = base.copy()
     train = np.flatnonzero(base == "train")
     if len(train) == 0:
@@ -157,9 +167,11 @@ def split_dataset(
     test: float = 0.2,
     seed: int = 42,
     predefined_file: str | Path | None = None,
+    keep_file: str | Path | None = None,
 ) -> pd.DataFrame:
     """Split a dataset folder (ingested, or labels-csv) and write the split table atomically
-    to `out` (CSV). A predefined split comes from `predefined_file`, else from the manifest."""
+    to `out` (CSV). A predefined split comes from `predefined_file`, else from the manifest.
+    `keep_file`: an earlier split table; its images keep their train/val/test side."""
     data = load_dataset(dataset_dir)
     predefined = data.predefined
     if predefined_file is not None:
@@ -167,7 +179,8 @@ def split_dataset(
     if predefined is not None and any(p is None for p in predefined):
         raise SplitError(f"{dataset_dir}: the predefined split leaves {sum(p is None for p in predefined)} image(s) without a subset")
     groups = data.groups if data.groups is not None else pixel_groups(data.paths)
-    subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined)
+    keep = read_kept_sides(keep_file, data.ids) if keep_file is not None else None
+    subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined, keep=keep)
     table = pd.DataFrame({"image": data.ids, "subset": subsets})
     with atomic_file(out) as tmp:
         table.to_csv(tmp, index=False)
@@ -184,6 +197,23 @@ def read_predefined(path: str | Path, ids: list[str]) -> np.ndarray:
     if missing:
         raise SplitError(f"{path}: no split for {len(missing)} image(s), e.g. {missing[:3]}")
     return np.asarray([mapping[i] for i in ids], dtype=object)
+
+
+def read_kept_sides(path: str | Path, ids: list[str]) -> np.ndarray:
+    """(N,) train/val/test for the images of an earlier split table (labeled and unlabeled
+    are train), None for images it does not know (new data)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SplitError(f"{path}: earlier split file not found")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(table.columns) != ["image", "subset"]:
+        raise SplitError(f"{path}: header must be 'image,subset', got {','.join(table.columns)}")
+    side = {"labeled": "train", "unlabeled": "train", "val": "val", "test": "test"}
+    bad = sorted(set(table["subset"]) - set(side))
+    if bad:
+        raise SplitError(f"{path}: unknown subset(s) {bad}")
+    mapping = {img: side[sub] for img, sub in zip(table["image"], table["subset"])}
+    return np.asarray([mapping.get(i) for i in ids], dtype=object)
 
 
 def read_split(path: str | Path, ids: list[str]) -> np.ndarray:

@@ -100,3 +100,20 @@ def test_identical_images_are_detected(tmp_path):
     table = split_dataset(tmp_path, tmp_path / "s.csv", fraction=0.5, val=0.2, test=0.3, seed=0)
     side = table["subset"].replace({"labeled": "train", "unlabeled": "train"}).to_numpy()
     assert (side[:20] == side[20:]).all()
+
+
+def test_earlier_sides_are_kept_when_new_data_arrives(tmp_path):
+    from sslmae.datasets.synth import write_synthetic
+    from sslmae.split import read_split
+
+    old = write_synthetic(tmp_path / "old", n=80, size=16, seed=0)
+    first = split_dataset(old, tmp_path / "s1.csv", fraction=0.3, seed=0)
+    grown = write_synthetic(tmp_path / "grown", n=140, size=16, seed=0)  # the same 80 + 60 new scenes
+    second = split_dataset(grown, tmp_path / "s2.csv", fraction=0.3, seed=5, keep_file=tmp_path / "s1.csv")
+    side = {"labeled": "train", "unlabeled": "train", "val": "val", "test": "test"}
+    before = dict(zip(first["image"], first["subset"].map(side)))
+    after = dict(zip(second["image"], second["subset"].map(side)))
+    assert all(after[i] == s for i, s in before.items())  # the test split stays frozen
+    new_sides = [after[i] for i in after if i not in before]
+    assert len(new_sides) == 60 and {"train", "test"} <= set(new_sides)
+    assert set(read_split(tmp_path / "s2.csv", list(second["image"]))) == set(SUBSETS)

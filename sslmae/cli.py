@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from sslmae.config import ConfigError, load_config
+from sslmae.config import Config, ConfigError, load_config
 
 DEFAULT_PARAMS = "params.yaml"
 
 
-def _params(args) -> "object":
+def _params(args) -> Config:
     path = args.params if (args.params != DEFAULT_PARAMS or Path(DEFAULT_PARAMS).exists()) else None
     return load_config(path, args.overrides)
 
@@ -130,32 +130,44 @@ def cmd_report(args) -> None:
     print(f"wrote {path}")
 
 
+def _pipeline_compile(args, cfg, kfp_cli) -> None:
+    print(f"wrote {kfp_cli.compile_pipeline(cfg, args.out, args.parallelism, args.gpus, args.nodes)}")
+
+
+def _pipeline_run_local(args, cfg, kfp_cli) -> None:
+    cfg = load_config(args.params if Path(args.params).exists() else None,
+                      kfp_cli.LOCAL_OVERRIDES + list(args.overrides))
+    root = Path(args.root).resolve()
+    source = args.source
+    if not source:  # the embedded dataset, made on the spot
+        from sslmae.datasets.synth import write_synthetic
+
+        source = str(write_synthetic(root / "synth", n=cfg.synth.n, size=cfg.synth.size, seed=cfg.synth.seed))
+    kfp_cli.run_local(cfg, root / "pipeline_root", source)
+    print(f"local pipeline run finished; artifacts under {root / 'pipeline_root'}")
+
+
+def _pipeline_submit(args, cfg, kfp_cli) -> None:
+    rid = kfp_cli.submit(cfg, args.host, args.experiment, args.source, args.parallelism, args.gpus, args.nodes)
+    print(f"submitted run {rid}")
+
+
+def _pipeline_schedule(args, cfg, kfp_cli) -> None:
+    if not args.cron:
+        raise ValueError("schedule: --cron is required (6 fields, seconds first, e.g. '0 0 3 * * *')")
+    rid = kfp_cli.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out, args.parallelism,
+                           args.gpus, args.nodes)
+    print(f"recurring run {rid}: {args.cron}")
+
+
+PIPELINE_ACTIONS = {"compile": _pipeline_compile, "run-local": _pipeline_run_local, "submit": _pipeline_submit,
+                    "schedule": _pipeline_schedule}
+
+
 def cmd_pipeline(args) -> None:
     from sslmae.pipeline import kfp_cli
 
-    cfg = _params(args)
-    action = args.action
-    if action == "compile":
-        print(f"wrote {kfp_cli.compile_pipeline(cfg, args.out, args.parallelism, args.gpus, args.nodes)}")
-    elif action == "run-local":
-        cfg = load_config(args.params if Path(args.params).exists() else None,
-                          kfp_cli.LOCAL_OVERRIDES + list(args.overrides))
-        root = Path(args.root).resolve()
-        source = args.source
-        if not source:  # the embedded dataset, made on the spot
-            from sslmae.datasets.synth import write_synthetic
-
-            source = str(write_synthetic(root / "synth", n=cfg.synth.n, size=cfg.synth.size, seed=cfg.synth.seed))
-        kfp_cli.run_local(cfg, root / "pipeline_root", source)
-        print(f"local pipeline run finished; artifacts under {root / 'pipeline_root'}")
-    elif action == "submit":
-        print(f"submitted run {kfp_cli.submit(cfg, args.host, args.experiment, args.source, args.parallelism, args.gpus, args.nodes)}")
-    elif action == "schedule":
-        if not args.cron:
-            raise ValueError("schedule: --cron is required (6 fields, seconds first, e.g. '0 0 3 * * *')")
-        rid = kfp_cli.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out, args.parallelism,
-                               args.gpus, args.nodes)
-        print(f"recurring run {rid}: {args.cron}")
+    PIPELINE_ACTIONS[args.action](args, _params(args), kfp_cli)
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -243,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("pipeline", help="Kubeflow: compile | run-local | submit | schedule")
-    p.add_argument("action", choices=["compile", "run-local", "submit", "schedule"])
+    p.add_argument("action", choices=list(PIPELINE_ACTIONS))
     p.add_argument("--out", default="pipeline.yaml", help="compiled pipeline YAML (compile, schedule)")
     p.add_argument("--parallelism", type=int, default=4, help="grid trials at once")
     p.add_argument("--gpus", type=int, default=1, help="GPUs per training task (per pod with --nodes)")

@@ -49,6 +49,7 @@ def test_compiled_pipeline_has_the_grid_fan_out_and_fan_in(compiled):
     # the params default mirrors params.yaml
     default = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
     assert default["grid"]["ws"] == [0.3, 0.7] and default["model"]["size"] == "mini"
+    assert default["train"]["devices"] == 2  # the GPUs each trial requests are the GPUs it trains on
 
 
 def test_train_tasks_request_gpus_shm_retries_and_caching(compiled):

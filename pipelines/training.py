@@ -5,7 +5,8 @@
 
 `build_pipeline(...)` returns the pipeline function; its one parameter `params` has the
 shape of params.yaml (its default is the params the pipeline was compiled with), and
-`source` overrides data.source, so a recurring run can point at newly arrived data.
+`source` overrides data.source, so a recurring run can point at newly arrived data, and
+`frozen_split` (a path or s3:// URI) keeps the test set frozen across those runs.
 """
 
 
@@ -93,10 +94,11 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
                                                       "num_nodes": res.nodes}}
 
     @dsl.pipeline(name=name, description="SSL-MAE grid search, evaluation, registry promotion and report")
-    def training(params: dict = default_params, source: str = ""):
+    def training(params: dict = default_params, source: str = "", frozen_split: str = ""):
         data = _cluster(ingest(params=params, source=source), res, s3=True)
         data.set_caching_options(res.cache_ingest)
-        parts = _cluster(split(params=params, dataset=data.outputs["dataset"]), res)
+        parts = _cluster(split(params=params, frozen_split=frozen_split, dataset=data.outputs["dataset"]), res, s3=True)
+        parts.set_caching_options(False)  # with frozen_split it reads and writes state outside the DAG
         plan = _cluster(plan_trials(params=params), res)
         with dsl.ParallelFor(items=plan.output, parallelism=res.parallelism) as trial:
             if res.nodes > 1:  # the launcher waits on the PyTorchJob; the GPUs are the job's

@@ -148,7 +148,8 @@ def _pipeline_run_local(args, cfg, kfp_cli) -> None:
 
 
 def _pipeline_submit(args, cfg, kfp_cli) -> None:
-    rid = kfp_cli.submit(cfg, args.host, args.experiment, args.source, args.parallelism, args.gpus, args.nodes)
+    rid = kfp_cli.submit(cfg, args.host, args.experiment, args.source, args.parallelism, args.gpus, args.nodes,
+                         args.frozen_split)
     print(f"submitted run {rid}")
 
 
@@ -156,7 +157,7 @@ def _pipeline_schedule(args, cfg, kfp_cli) -> None:
     if not args.cron:
         raise ValueError("schedule: --cron is required (6 fields, seconds first, e.g. '0 0 3 * * *')")
     rid = kfp_cli.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out, args.parallelism,
-                           args.gpus, args.nodes)
+                           args.gpus, args.nodes, args.frozen_split)
     print(f"recurring run {rid}: {args.cron}")
 
 
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=1, help="> 1: each trial is a PyTorchJob over this many pods")
     p.add_argument("--root", default="runs/kfp-local", help="run-local: where artifacts go")
     p.add_argument("--source", default="", help="dataset source (default: data.source; run-local: synthetic)")
+    p.add_argument("--frozen-split", default="",
+                   help="submit/schedule: a path or s3:// URI where the split persists across runs (frozen test set)")
     p.add_argument("--host", default=None, help="Kubeflow Pipelines API (default: $KFP_HOST)")
     p.add_argument("--experiment", default="sslmae")
     p.add_argument("--cron", default=None, help="schedule: cron expression with seconds, e.g. '0 0 3 * * *'")

@@ -66,7 +66,8 @@ def test_train_tasks_request_gpus_shm_retries_and_caching(compiled):
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ingest"]["cachingOptions"] == {}  # caching off
     assert tasks["register-and-promote"]["cachingOptions"] == {}
-    assert tasks["split"]["cachingOptions"]["enableCache"] is True
+    assert tasks["split"]["cachingOptions"] == {}  # frozen_split is state outside the DAG
+    assert tasks["evaluate"]["cachingOptions"]["enableCache"] is True
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     shm = k8s["exec-train-trial"]["emptyDirMounts"][0]
     assert shm["mountPath"] == "/dev/shm" and shm["medium"] == "Memory"
@@ -161,3 +162,38 @@ def test_run_local_executes_the_whole_dag_and_registers_a_champion(tmp_path, mlf
     assert kinds.count("train") == 3 and "grid" in kinds and "promote" in kinds  # fan-out and fan-in ran
     reports = list((tmp_path / "kfp").rglob("page"))
     assert reports and "<html" in reports[0].read_text()[:200].lower()
+
+
+def _grown_datasets(tmp_path):
+    from sslmae.datasets.synth import write_synthetic
+
+    return (write_synthetic(tmp_path / "old", n=60, size=16, seed=0),
+            write_synthetic(tmp_path / "new", n=100, size=16, seed=0))  # the same 60 + 40 new
+
+
+def _sides(path):
+    import pandas as pd
+
+    t = pd.read_csv(path)
+    return dict(zip(t["image"], t["subset"].replace({"labeled": "train", "unlabeled": "train"})))
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_frozen_split_survives_a_retraining_on_grown_data(tmp_path, where, request):
+    from sslmae.config import Config, to_dict
+    from sslmae.pipeline.steps import split_step
+
+    params = to_dict(Config())
+    if where == "s3":
+        s3 = request.getfixturevalue("s3")
+        request.getfixturevalue("monkeypatch").setenv("AWS_ENDPOINT_URL", s3.endpoint)
+        frozen = f"s3://{s3.bucket}/state/split.csv"
+    else:
+        frozen = str(tmp_path / "state" / "split.csv")
+    old, new = _grown_datasets(tmp_path)
+    first = split_step(params, str(old), str(tmp_path / "s1.csv"), frozen)
+    assert first["kept_from_earlier"] is False
+    second = split_step(params, str(new), str(tmp_path / "s2.csv"), frozen)
+    assert second["kept_from_earlier"] is True
+    before, after = _sides(tmp_path / "s1.csv"), _sides(tmp_path / "s2.csv")
+    assert all(after[i] == side for i, side in before.items()) and len(after) == 100

@@ -454,3 +454,46 @@ def object_fetcher(workdir: Path, endpoint: str | None = None) -> Callable[[str]
         return dest
 
     return fetch
+
+
+def fetch_file_if_exists(uri: str, dest: Path, endpoint: str | None = None) -> bool:
+    """Copy one file, a local path or `s3://bucket/key`, to `dest`; False when it does not
+    exist yet (a first run), SourceError for any other problem."""
+    dest = Path(dest)
+    if not uri.startswith("s3://"):
+        if not Path(uri).is_file():
+            return False
+        shutil.copyfile(uri, dest)
+        return True
+    bucket, key = _parse_s3(uri)
+    client = _s3_client(endpoint, uri)
+    from botocore.exceptions import BotoCoreError, ClientError  # there: _s3_client checked
+
+    try:
+        _get_object(client, bucket, key, dest)
+    except ClientError as exc:
+        dest.unlink(missing_ok=True)
+        if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_KEY:
+            return False
+        raise _s3_error(exc, uri, client.meta.endpoint_url) from exc
+    except BotoCoreError as exc:
+        raise _s3_error(exc, uri, client.meta.endpoint_url) from exc
+    return True
+
+
+def publish_file(path: Path, uri: str, endpoint: str | None = None) -> None:
+    """Write one file to a local path (atomically) or to `s3://bucket/key`."""
+    if not uri.startswith("s3://"):
+        from sslmae.atomic import atomic_file
+
+        with atomic_file(uri) as tmp:
+            shutil.copyfile(path, tmp)
+        return
+    bucket, key = _parse_s3(uri)
+    client = _s3_client(endpoint, uri)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client.upload_file(str(path), bucket, key)  # S3 objects appear whole: no partial reads
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(exc, uri, client.meta.endpoint_url) from exc

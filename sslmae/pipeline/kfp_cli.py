@@ -60,14 +60,15 @@ def client(host: str | None):
 
 
 def submit(cfg: Config, host: str | None, experiment: str, source: str, parallelism: int = 4, gpus: int = 1,
-           nodes: int = 1) -> str:
+           nodes: int = 1, frozen_split: str = "") -> str:
     run = client(host).create_run_from_pipeline_func(pipeline_func(cfg, parallelism, gpus, nodes),
-                                                     arguments={"source": source}, experiment_name=experiment)
+                                                     arguments={"source": source, "frozen_split": frozen_split},
+                                                     experiment_name=experiment)
     return run.run_id
 
 
 def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: str, package: str | Path,
-             parallelism: int = 4, gpus: int = 1, nodes: int = 1) -> str:
+             parallelism: int = 4, gpus: int = 1, nodes: int = 1, frozen_split: str = "") -> str:
     """A recurring run: retrain on whatever `source` holds at each tick; the promotion gate
     decides whether the new model replaces the champion."""
     c = client(host)
@@ -75,5 +76,6 @@ def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: 
     exp = c.create_experiment(experiment)
     job = c.create_recurring_run(experiment_id=exp.experiment_id, job_name=f"{experiment}-retrain",
                                  cron_expression=cron, pipeline_package_path=str(package),
-                                 params={"source": source}, max_concurrency=1, no_catchup=True)
+                                 params={"source": source, "frozen_split": frozen_split}, max_concurrency=1,
+                                 no_catchup=True)
     return job.recurring_run_id

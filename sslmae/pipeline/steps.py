@@ -38,12 +38,24 @@ def ingest_step(params: dict, source: str, out_dir: str) -> dict:
     return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names)}
 
 
-def split_step(params: dict, dataset_dir: str, out_file: str) -> dict:
+def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str = "") -> dict:
+    """The split; with `frozen_split` (a path or s3:// URI) images split by an earlier run keep
+    their side, and the new split is written back there for the next run (a test set frozen
+    across scheduled retrainings)."""
+    import tempfile
+
+    from sslmae.datasets.sources import fetch_file_if_exists, publish_file
     from sslmae.split import split_dataset
 
     s = config_for(params).split
-    table = split_dataset(dataset_dir, out_file, fraction=s.fraction, val=s.val, test=s.test, seed=s.seed)
-    return table["subset"].value_counts().to_dict()
+    with tempfile.TemporaryDirectory() as tmp:
+        earlier = Path(tmp) / "earlier.csv"
+        keep = earlier if frozen_split and fetch_file_if_exists(frozen_split, earlier) else None
+        table = split_dataset(dataset_dir, out_file, fraction=s.fraction, val=s.val, test=s.test, seed=s.seed,
+                              keep_file=keep)
+    if frozen_split:
+        publish_file(Path(out_file), frozen_split)
+    return {**table["subset"].value_counts().to_dict(), "kept_from_earlier": keep is not None}
 
 
 def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str) -> dict:

@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
           "step runs on the GPU (sslmae's design)")
     c = result["cache"]
     print()
-    print(f"CACHED (data.cache: true, the default): images/s PER CPU CORE; ratio = theirs / ours")
+    print("CACHED (data.cache: true, the default): images/s PER CPU CORE; ratio = theirs / ours")
     head = (f"{'pipeline':<10} {'theirs':>7} {'(a)loader':>10} {'ratio':>7} {'1st-epoch':>10} {'+pin':>7}"
             f" {'(b)cpu-train':>13} {'ratio':>6}" + (f" {'ratio*':>7}" if reuse else "")
             + f"  {'a:3x after':>10} {'a@' + str(EPOCHS) + 'ep':>7}")

@@ -202,25 +202,17 @@ def read_predefined(path: str | Path, ids: list[str]) -> np.ndarray:
 def read_kept_sides(path: str | Path, ids: list[str]) -> np.ndarray:
     """(N,) train/val/test for the images of an earlier split table (labeled and unlabeled
     are train), None for images it does not know (new data)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SplitError(f"{path}: earlier split file not found")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(table.columns) != ["image", "subset"]:
-        raise SplitError(f"{path}: header must be 'image,subset', got {','.join(table.columns)}")
+    table = _split_table(path, "earlier split file not found")
     side = {"labeled": "train", "unlabeled": "train", "val": "val", "test": "test"}
-    bad = sorted(set(table["subset"]) - set(side))
-    if bad:
-        raise SplitError(f"{path}: unknown subset(s) {bad}")
     mapping = {img: side[sub] for img, sub in zip(table["image"], table["subset"])}
     return np.asarray([mapping.get(i) for i in ids], dtype=object)
 
 
-def read_split(path: str | Path, ids: list[str]) -> np.ndarray:
-    """(N,) subset names aligned to `ids`. Raises SplitError naming the row on any mismatch."""
+def _split_table(path: str | Path, missing: str) -> pd.DataFrame:
+    """A split table (image,subset) checked row by row; SplitError names the row."""
     path = Path(path)
     if not path.is_file():
-        raise SplitError(f"{path}: split file not found (run `sslmae split` first)")
+        raise SplitError(f"{path}: {missing}")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if list(table.columns) != ["image", "subset"]:
         raise SplitError(f"{path}: header must be 'image,subset', got {','.join(table.columns)}")
@@ -230,6 +222,12 @@ def read_split(path: str | Path, ids: list[str]) -> np.ndarray:
     if table["image"].duplicated().any():
         dup = table["image"][table["image"].duplicated()].iloc[0]
         raise SplitError(f"{path}: image {dup!r} appears twice")
+    return table
+
+
+def read_split(path: str | Path, ids: list[str]) -> np.ndarray:
+    """(N,) subset names aligned to `ids`. Raises SplitError naming the row on any mismatch."""
+    table = _split_table(path, "split file not found (run `sslmae split` first)")
     mapping = dict(zip(table["image"], table["subset"]))
     missing = [i for i in ids if i not in mapping]
     extra = set(mapping) - set(ids)

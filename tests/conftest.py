@@ -19,6 +19,17 @@ UCM = REPO.parent / "shared" / "datasets" / "ucm_mlc"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+def folder_digest(folder: Path) -> str:
+    """sha256 over every file's relative path and bytes: equal folders, equal digests."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
 def tiny_overrides(tmp: Path, data_dir: Path, split_file: Path) -> list[str]:
     return [
         f"data.dir={data_dir}", f"data.split_file={split_file}", "data.img_size=32", f"data.cache_dir={tmp / 'cache'}",

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from sslmae.cli import main
+from tests.conftest import folder_digest
 from sslmae.datasets.ingest import ingest
 from sslmae.datasets.load import load_dataset
 from sslmae.datasets.problems import DatasetError
@@ -40,14 +41,6 @@ def labels_csv_dataset(root, n=6, names=("a", "b", "c"), ext="png"):
 
 def quiet(*a, **k):
     pass
-
-
-def folder_digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------- layouts

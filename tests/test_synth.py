@@ -1,6 +1,5 @@
 """The embedded default dataset: layout, determinism, visible and learnable labels."""
 
-import hashlib
 
 import numpy as np
 import pytest
@@ -8,14 +7,7 @@ from PIL import Image
 
 from sslmae.datasets.labels_csv import DatasetError, read_labels_csv
 from sslmae.datasets.synth import LABELS, render, write_synthetic
-
-
-def digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode() + p.read_bytes())
-    return h.hexdigest()
+from tests.conftest import folder_digest
 
 
 def test_layout_matches_real_datasets(synth_dir):
@@ -34,7 +26,7 @@ def test_deterministic_bytes(tmp_path):
     a = write_synthetic(tmp_path / "a", n=12, size=32, seed=5)
     b = write_synthetic(tmp_path / "b", n=12, size=32, seed=5)
     c = write_synthetic(tmp_path / "c", n=12, size=32, seed=6)
-    assert digest(a) == digest(b) != digest(c)
+    assert folder_digest(a) == folder_digest(b) != folder_digest(c)
 
 
 def test_each_label_changes_the_pixels():

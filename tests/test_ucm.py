@@ -2,7 +2,6 @@
 
 import re
 
-import numpy as np
 import pytest
 
 from sslmae.datasets.labels_csv import read_labels_csv

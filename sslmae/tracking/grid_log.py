@@ -10,6 +10,10 @@ from sslmae.config import Config
 from sslmae.tracking.runs import flat_params, log_files, log_plots, mlflow_run, nest, record_run, recorded_run_id
 
 
+# what differs from trial to trial is logged in the trials' own runs, not the parent's
+PER_TRIAL = {"loss.w", "loss.learn_w", "train.out_dir"}
+
+
 def log_grid(cfg: Config, table: pd.DataFrame, selected: dict, out: Path) -> str | None:
     """Parent run with the trials table, the selection and the metric-vs-w plot; returns its id
     and stores it in `selected` as `parent_run_id`."""
@@ -21,7 +25,7 @@ def log_grid(cfg: Config, table: pd.DataFrame, selected: dict, out: Path) -> str
 
     children = [rid for rid in (recorded_run_id(Path(c).parent) for c in table["checkpoint"]) if rid]
     with mlflow_run(cfg, name="grid", kind="grid") as run:
-        mlflow.log_params({k: v for k, v in flat_params(cfg).items() if not k.startswith(("loss.w", "train.out_dir"))})
+        mlflow.log_params({k: v for k, v in flat_params(cfg).items() if k not in PER_TRIAL})
         mlflow.log_metric(f"best_{selected['metric']}", selected["value"])
         mlflow.set_tags({"sslmae.selected_trial": selected["trial"]})
         log_files({"trials": out / "trials.csv"})

@@ -33,8 +33,9 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(final: str | Path, mode: str = "w") -> Iterator[Path]:
-    """Yield a temporary sibling path to write; on success it is renamed to `final`."""
+def atomic_file(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; on success it is synced to disk and renamed
+    to `final`, so the name never points at partial or unsynced data."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
@@ -42,6 +43,8 @@ def atomic_file(final: str | Path, mode: str = "w") -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; outputs are for everyone to read
         os.replace(tmp, final)
     finally:

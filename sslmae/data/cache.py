@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import PIL
 
+from sslmae.atomic import atomic_file
 from sslmae.data import images
 
 FORMAT_VERSION = 1  # bump when the stored layout or the decoding rule changes
@@ -78,12 +78,10 @@ def build_cache(paths: Sequence[Path], size: int, out: str | Path, workers: int 
     out.parent.mkdir(parents=True, exist_ok=True)
     n = len(paths)
     shape = (n, size, size, 3)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".npy.tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_file(out) as tmp:
         if n == 0:  # a zero-length memory map is not possible; an empty .npy is
-            np.save(tmp, np.zeros(shape, np.uint8))
+            with open(tmp, "wb") as fh:  # a file handle: np.save would append .npy to a name
+                np.save(fh, np.zeros(shape, np.uint8))
         else:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             try:
@@ -91,13 +89,6 @@ def build_cache(paths: Sequence[Path], size: int, out: str | Path, workers: int 
                 arr.flush()
             finally:
                 del arr  # unmap before the rename (and before unlinking on error)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())  # the data is on disk before the name says it is complete
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; others may read the cache
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

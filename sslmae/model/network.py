@@ -162,8 +162,8 @@ class SSLMAE(nn.Module):
         w = self.weight()
         if self.mode.reconstruct:
             recon = self.decoder(tokens)
-            pixel_mask = mask_to_pixels(mask, self.patch_size).to(recon.dtype)
-            l_rec = self.rec_loss(recon.float(), imgs.float(), pixel_mask.float(), self.patch_size)
+            pixel_mask = mask_to_pixels(mask, self.patch_size).float()
+            l_rec = self.rec_loss(recon.float(), imgs.float(), pixel_mask, self.patch_size)
             loss = (1 - w) * l_rec + w * l_cls
         else:
             recon, l_rec, loss = None, zero, l_cls

@@ -112,11 +112,9 @@ def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule,
         history.to_csv(tmp, index=False)
     model = module.model
     last = save_model(out / "last.pt", model, cfg, labels, epoch=cfg.train.epochs - 1)
-    final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(module.best_state)
     best = save_model(out / "model.pt", model, cfg, labels, epoch=module.best_epoch,
                       val_metrics=module.best_metrics or {}, thresholds=_val_thresholds(cfg, module, datamodule))
-    model.load_state_dict(final_state)
     w_per_epoch = [float(v) for v in history["w"]] if "w" in history else []
     summary = {
         "best_epoch": module.best_epoch, "epochs": cfg.train.epochs, "train_seconds": round(seconds, 2),

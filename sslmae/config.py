@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,22 @@ import yaml
 
 class ConfigError(ValueError):
     """A params file or override is invalid; the message names the key."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """Safe loader with YAML 1.2 booleans (only true/false). PyYAML's 1.1 rules also turn
+    on/off/yes/no into booleans, so `compile: off` would not be the string DVC reads."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +180,10 @@ class TrainConfig:
     precision: str = _check("auto", _choice("auto", "32", "bf16-mixed", "16-mixed"))
     progress_bar: bool = True
     deterministic: bool = True
-    compile: str = _check("auto", _choice("auto", "on", "off"))  # torch.compile the encoder; auto: on GPU only
+    compile: str = _check("auto", _choice("auto", "on", "off"))  # torch.compile the step; auto: on GPU only
+    # resumable checkpoint every this many epochs (and after the last); on a GPU a tiny dataset's
+    # epoch can take less time than writing a large model's optimizer state
+    checkpoint_every: int = _check(1, _range(1))
     # auto: continue from out_dir/checkpoints/last.ckpt when made with the same params, else start over;
     # strict: refuse a checkpoint made with other params; never: always start over
     resume: str = _check("auto", _choice("auto", "strict", "never"))
@@ -322,7 +342,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(path):
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {key}: cannot parse value {raw!r}: {exc}") from None
     return path, value
@@ -350,7 +370,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:

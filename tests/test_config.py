@@ -76,3 +76,14 @@ def test_missing_and_malformed_files(tmp_path):
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(lst)
+
+
+def test_on_off_yes_no_stay_strings_as_dvc_reads_them(tmp_path):
+    """YAML 1.2 booleans: `compile: off` is the string DVC sees, not PyYAML 1.1's False."""
+    path = tmp_path / "p.yaml"
+    path.write_text("train:\n  compile: off\n")
+    assert load_config(path).train.compile == "off"
+    assert load_config(path, ["train.compile=on"]).train.compile == "on"
+    assert load_config(None, ["loss.learn_w=True"]).loss.learn_w is True
+    with pytest.raises(ConfigError, match="loss.learn_w: expected true or false, got str 'yes'"):
+        load_config(None, ["loss.learn_w=yes"])

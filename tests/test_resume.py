@@ -96,3 +96,22 @@ def test_nan_loss_stops_clearly_and_keeps_last_good_checkpoint(tiny_cfg, monkeyp
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 0  # the last good epoch
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_checkpoint_every_n_epochs_and_after_the_last(tiny_cfg, monkeypatch):
+    import sslmae.train.run as run
+
+    saved = []
+    real = run.save_atomic
+
+    def recording(trainer, path):
+        saved.append(trainer.current_epoch)
+        real(trainer, path)
+
+    monkeypatch.setattr(run, "save_atomic", recording)
+    cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, epochs=5, checkpoint_every=2))
+    result = train(cfg)
+    assert saved == [1, 3, 4]
+    assert torch.load(last_checkpoint(cfg.train.out_dir), weights_only=True)["epoch"] == 4
+    history = pd.read_csv(result.history)
+    assert (history["epoch_seconds"] > 0).all()  # wall time per epoch, for throughput figures

@@ -9,6 +9,24 @@ from __future__ import annotations
 import torch
 
 
+def masked_cells(img_size: int, mask_patch_size: int, ratio: float) -> int:
+    """How many mask cells every image has masked: a static count, the same for each row."""
+    return int(round(ratio * (img_size // mask_patch_size) ** 2))
+
+
+def visible_count(img_size: int, patch_size: int, mask_patch_size: int, ratio: float) -> int:
+    """Patches left visible per image by `random_patch_mask` with these arguments."""
+    scale = mask_patch_size // patch_size
+    return (img_size // patch_size) ** 2 - masked_cells(img_size, mask_patch_size, ratio) * scale**2
+
+
+def visible_index(mask: torch.Tensor, n_visible: int) -> torch.Tensor:
+    """(N, L) bool mask with `n_visible` False per row -> (N, n_visible) long positions of the
+    visible patches, in patch order. A gather index instead of `x[~mask]`: boolean indexing has
+    a data-dependent shape, which stalls the GPU on a host sync and breaks torch.compile graphs."""
+    return torch.argsort(mask.to(torch.int32), dim=1, stable=True)[:, :n_visible]
+
+
 def random_patch_mask(
     n: int,
     img_size: int,
@@ -26,7 +44,7 @@ def random_patch_mask(
         )
     cells_side = img_size // mask_patch_size
     cells = cells_side**2
-    k = int(round(ratio * cells))
+    k = masked_cells(img_size, mask_patch_size, ratio)
     scores = torch.rand(n, cells, device=device, generator=generator)
     order = scores.argsort(dim=1)
     coarse = torch.zeros(n, cells, dtype=torch.bool, device=device)

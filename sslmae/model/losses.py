@@ -35,17 +35,28 @@ def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Ten
 REC_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"l1": l1_masked, "mse_norm_pix": mse_norm_pix}
 
 
-def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Multi-label: sigmoid + binary cross-entropy. logits, targets: (N, C)."""
-    return F.binary_cross_entropy_with_logits(logits, targets)
+def _row_mean(per_row: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """Mean of (N,) per-row losses over the rows where `rows` (N,) is 1; 0 when there are none.
+    Weighting instead of selecting `x[labeled]` keeps shapes static: no host sync on the GPU."""
+    if rows is None:
+        return per_row.mean()
+    rows = rows.to(per_row.dtype)
+    return (per_row * rows).sum() / rows.sum().clamp_min(1.0)
 
 
-def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Multi-class: softmax + cross-entropy; targets one-hot (N, C)."""
-    return F.cross_entropy(logits, targets.argmax(1))
+def bce(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-label: sigmoid + binary cross-entropy, mean over the elements of the selected rows.
+    logits, targets: (N, C); rows: (N,) 0/1 or None (all)."""
+    per_row = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
+    return _row_mean(per_row, rows)
 
 
-CLS_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mlc": bce, "mcc": ce}
+def ce(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-class: softmax + cross-entropy; targets one-hot (N, C); rows as in `bce`."""
+    return _row_mean(F.cross_entropy(logits, targets.argmax(1), reduction="none"), rows)
+
+
+CLS_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"mlc": bce, "mcc": ce}
 
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

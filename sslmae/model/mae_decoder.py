@@ -9,6 +9,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from sslmae.data.masks import visible_index
+
 
 class MAEDecoder(nn.Module):
     """visible tokens (N, Lv, D) + mask (N, L) bool (True = masked) -> image (N, 3, H, W)."""
@@ -29,8 +31,8 @@ class MAEDecoder(nn.Module):
     def forward(self, visible: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         n, length = mask.shape
         x = self.embed(visible)
-        full = self.mask_token.to(x.dtype).expand(n, length, -1).clone()
-        full[~mask] = x.reshape(-1, x.shape[-1])  # visible tokens back at their positions (row-major)
+        keep = visible_index(mask, x.shape[1]).unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        full = self.mask_token.to(x.dtype).expand(n, length, -1).scatter(1, keep, x)  # visible back in place
         x = self.norm(self.blocks(full + self.pos.to(x.dtype)))
         patches = self.pred(x)  # (N, L, p*p*C)
         side, p, c = int(round(length**0.5)), self.patch_size, self.in_chans

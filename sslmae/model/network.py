@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sslmae.data.masks import mask_to_pixels, random_patch_mask
+from sslmae.data.masks import mask_to_pixels, random_patch_mask, visible_count, visible_index
 from sslmae.model.backbone import build_encoder, load_pretrained
 from sslmae.model.decoder import SimMIMDecoder
 from sslmae.model.mae_decoder import MAEDecoder
@@ -98,15 +98,21 @@ class SSLMAE(nn.Module):
         x = vit.norm(x)
         return x[:, vit.num_prefix_tokens :]
 
+    @property
+    def num_visible(self) -> int:
+        """Patches each row keeps visible under `draw_mask` (a static count)."""
+        return visible_count(self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio)
+
     def encode_visible(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """visible_only: imgs (N, 3, H, W), mask (N, L) with the same count masked per row ->
-        tokens of the visible patches only (N, Lv, D), in patch order."""
+        """visible_only: imgs (N, 3, H, W), mask (N, L) from `draw_mask` (`num_visible` False
+        per row) -> tokens of the visible patches only (N, Lv, D), in patch order."""
         vit = self.encoder
         x = vit.patch_embed(imgs)
         prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens  # pos_embed may cover the class token
         x = x + vit.pos_embed[:, prefix:].to(x.dtype)
-        n, length, d = x.shape
-        x = x[~mask].reshape(n, -1, d)  # dropping masked patches is where the speed comes from
+        n, _, d = x.shape
+        keep = visible_index(mask, self.num_visible).unsqueeze(-1).expand(-1, -1, d)
+        x = torch.gather(x, 1, keep)  # dropping masked patches is where the speed comes from
         if vit.cls_token is not None:
             cls = vit.cls_token if vit.no_embed_class else vit.cls_token + vit.pos_embed[:, :1]
             x = torch.cat([cls.to(x.dtype).expand(n, -1, -1), x], dim=1)
@@ -121,6 +127,13 @@ class SSLMAE(nn.Module):
             v = visible.unsqueeze(-1).to(tokens.dtype)
             pooled = (tokens * v).sum(1) / v.sum(1).clamp_min(1.0)
         return self.head(pooled)
+
+    def compile_paths(self) -> None:
+        """torch.compile, in place, the training step as one graph (masks, encoder, decoder, both
+        losses: no data-dependent shapes, so no graph breaks) and the inference encoder.
+        The state_dict keys stay as they are."""
+        self.training_losses = torch.compile(self.training_losses)
+        self.encode = torch.compile(self.encode)
 
     def draw_mask(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
         return random_patch_mask(
@@ -153,12 +166,10 @@ class SSLMAE(nn.Module):
             return self._visible_only_losses(imgs, targets, labeled, mask)
         tokens = self.encode(imgs, mask)
         zero = imgs.new_zeros(())
-        if labeled.any():
-            visible = None if mask is None else ~mask[labeled]
-            logits = self.classify(tokens[labeled], visible)
-            l_cls = self.cls_loss(logits.float(), targets[labeled].float())
-        else:
-            l_cls = zero
+        # every row goes through the (tiny) head; the loss weighs labeled rows only, so shapes
+        # stay static and the GPU never waits on the host for a count of labeled rows
+        logits = self.classify(tokens, None if mask is None else ~mask)
+        l_cls = self.cls_loss(logits.float(), targets.float(), labeled)
         w = self.weight()
         if self.mode.reconstruct:
             recon = self.decoder(tokens)
@@ -169,13 +180,11 @@ class SSLMAE(nn.Module):
             recon, l_rec, loss = None, zero, l_cls
         return {"loss": loss, "l_rec": l_rec, "l_cls": l_cls, "w": w, "recon": recon}
 
-
     def _visible_only_losses(self, imgs, targets, labeled, mask) -> dict[str, torch.Tensor]:
         """The same objective with the MAE-style encoder: the head pools the (visible) tokens
         of labeled rows, the decoder reconstructs the masked ones."""
         visible = self.encode_visible(imgs, mask)
-        zero = imgs.new_zeros(())
-        l_cls = self.cls_loss(self.classify(visible[labeled]).float(), targets[labeled].float()) if labeled.any() else zero
+        l_cls = self.cls_loss(self.classify(visible).float(), targets.float(), labeled)
         recon = self.decoder(visible, mask)
         pixel_mask = mask_to_pixels(mask, self.patch_size).float()
         l_rec = self.rec_loss(recon.float(), imgs.float(), pixel_mask, self.patch_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import lightning as L
 import numpy as np
@@ -16,6 +17,10 @@ from sslmae.model.losses import probabilities
 from sslmae.model.network import SSLMAE
 
 NO_DECAY = ("mask_token", "cls_token", "pos_embed", "reg_token")
+STAT_KEYS = ("loss", "l_rec", "l_cls", "w")
+# Losses stay on the device and are checked for NaN/inf in groups: a per-step check would make
+# the host wait for the GPU every step. A diverged run still stops before its epoch checkpoint.
+FINITE_CHECK_EVERY = 25
 
 
 def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
@@ -34,7 +39,10 @@ class SSLMAEModule(L.LightningModule):
         self.best_state: dict | None = None
         self.best_metrics: dict | None = None
         self.best_epoch = -1
-        self._epoch_sums: dict[str, float] = {}
+        self._epoch_sums: torch.Tensor | None = None  # (len(STAT_KEYS),) sums weighted by rows, on device
+        self._epoch_n = 0
+        self._pending: list[tuple[int, torch.Tensor]] = []  # (batch_idx, loss) not yet checked
+        self._epoch_clock: float | None = None
         self._val_scores: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         # called with the finished history row at each epoch end (checkpointing, tracking)
@@ -49,34 +57,53 @@ class SSLMAEModule(L.LightningModule):
         return x, targets, labeled
 
     # -- training -------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self._epoch_clock = time.perf_counter()
+
     def training_step(self, batch, batch_idx: int):
         imgs, targets, labeled = batch
         out = self.model.training_losses(imgs, targets, labeled)
-        if not torch.isfinite(out["loss"]):
-            raise FloatingPointError(
-                f"non-finite loss at epoch {self.current_epoch} step {batch_idx}: "
-                f"l_rec={out['l_rec'].item()} l_cls={out['l_cls'].item()}"
-            )
         n = imgs.shape[0]
-        for key in ("loss", "l_rec", "l_cls", "w"):
-            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + float(out[key].detach()) * n
-        self._epoch_sums["n"] = self._epoch_sums.get("n", 0.0) + n
+        stats = torch.stack([out[k].detach().double() for k in STAT_KEYS]) * n
+        self._epoch_sums = stats if self._epoch_sums is None else self._epoch_sums + stats
+        self._epoch_n += n
+        self._pending.append((batch_idx, out["loss"].detach()))
+        if len(self._pending) >= FINITE_CHECK_EVERY:
+            self._check_finite()
         self.log("loss", out["loss"].detach(), prog_bar=True, batch_size=n)
         self.log("w", out["w"].detach(), prog_bar=True, batch_size=n)
         return out["loss"]
 
+    def _check_finite(self) -> None:
+        """Raise FloatingPointError naming the first step whose loss was NaN or infinite."""
+        if not self._pending:
+            return
+        steps, losses = zip(*self._pending)
+        self._pending = []
+        bad = ~torch.isfinite(torch.stack(losses))
+        if bad.any():  # the one host sync of the group
+            i = int(bad.nonzero()[0, 0])
+            raise FloatingPointError(f"non-finite loss at epoch {self.current_epoch} step {steps[i]}: {float(losses[i])}")
+
     def on_train_epoch_end(self) -> None:
-        keys = ("loss", "l_rec", "l_cls", "w", "n")
-        sums = torch.tensor([self._epoch_sums.get(k, 0.0) for k in keys], dtype=torch.float64, device=self.device)
+        self._check_finite()
+        sums = torch.zeros(len(STAT_KEYS) + 1, dtype=torch.float64, device=self.device)
+        if self._epoch_sums is not None:
+            sums[:-1] = self._epoch_sums
+        sums[-1] = self._epoch_n
         if self.trainer.world_size > 1:  # every rank saw its own shard: add them up
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        totals = dict(zip(keys, sums.tolist()))
-        n = max(totals["n"], 1.0)
+        *totals, n_total = sums.tolist()
+        n = max(n_total, 1.0)
+        now = time.perf_counter()
         row = {"epoch": self.current_epoch, "lr": self.optimizers().param_groups[0]["lr"],
-               "train_images": int(totals["n"])}
-        row.update({f"train_{k}": totals[k] / n for k in ("loss", "l_rec", "l_cls", "w")})
+               "train_images": int(n_total),
+               # since the previous epoch ended (its checkpoint included); the first: since fit start
+               "epoch_seconds": round(now - (self._epoch_clock or now), 3)}
+        self._epoch_clock = now
+        row.update({f"train_{k}": t / n for k, t in zip(STAT_KEYS, totals)})
         row["w"] = float(self.model.weight().detach())
-        self._epoch_sums = {}
+        self._epoch_sums, self._epoch_n = None, 0
         if self.history and self.history[-1]["epoch"] == self.current_epoch:
             self.history[-1].update(row)  # validation ran first and opened the row
         else:

@@ -20,6 +20,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
 # keys that may change between a run and its resumption without changing the result
 FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "data.cache", "data.cache_dir", "train.compile",
+             "train.checkpoint_every",
              "tracking.enabled",
              "tracking.uri", "tracking.experiment"}
 

@@ -58,12 +58,16 @@ def resolve_hardware(cfg: Config) -> tuple[str, str]:
 
 
 def compile_encoder(model, cfg: Config, accelerator: str) -> bool:
-    """torch.compile the encoder paths in place (the module's state_dict keys stay as they are)."""
+    """torch.compile the training step and the encoder when train.compile says so."""
     if {"auto": accelerator == "gpu", "on": True, "off": False}[cfg.train.compile]:
-        model.encode = torch.compile(model.encode)
-        model.encode_visible = torch.compile(model.encode_visible)
+        model.compile_paths()
         return True
     return False
+
+
+def _checkpoint_due(cfg: Config, epoch: int) -> bool:
+    every = cfg.train.checkpoint_every
+    return (epoch + 1) % every == 0 or epoch + 1 == cfg.train.epochs
 
 
 def _strategy(cfg: Config, accelerator: str) -> str:
@@ -140,7 +144,12 @@ def train(cfg: Config) -> TrainResult:
     ckpt = resume_path(cfg)
     with quiet_lightning():
         trainer = _trainer(cfg, accelerator, precision, out)
-    module.epoch_end_hooks.append(lambda row: save_atomic(trainer, last_checkpoint(out)))
+
+    def checkpoint(row: dict) -> None:
+        if _checkpoint_due(cfg, row["epoch"]):
+            save_atomic(trainer, last_checkpoint(out))
+
+    module.epoch_end_hooks.append(checkpoint)
     tracker = EpochLogger(cfg, out, is_rank_zero=trainer.is_global_zero, resumed_from=ckpt)
     with tracker:
         module.epoch_end_hooks.append(tracker.log_epoch)

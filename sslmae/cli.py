@@ -118,7 +118,7 @@ def cmd_predict(args) -> None:
 def cmd_fractions(args) -> None:
     from sslmae.fractions import fraction_curve
 
-    table = fraction_curve(_params(args), args.fractions, args.modes, args.work, args.out)
+    table = fraction_curve(_params(args), args.fractions, args.modes, args.work, args.out, args.predefined)
     print(table.to_string(index=False))
 
 
@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"])
     p.add_argument("--work", default="runs/fractions", help="where the runs go")
     p.add_argument("--out", default="runs/fractions.csv")
+    p.add_argument("--predefined", default=None,
+                   help="CSV image,split (train/val/test) that fixes val and test, e.g. split_seed42.csv")
     _add_params(p)
     p.set_defaults(func=cmd_fractions)
 

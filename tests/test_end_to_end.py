@@ -90,13 +90,26 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
 
     from tests.conftest import tiny_overrides
 
+    from sslmae.split import split_dataset
+
+    # a predefined train/val/test table (the authors' protocol): only the labeled share may change
+    split_dataset(synth_dir, tmp_path / "base.csv", fraction=0.5, val=0.2, test=0.25, seed=3)
+    base = pd.read_csv(tmp_path / "base.csv")
+    base["split"] = base["subset"].replace({"labeled": "train", "unlabeled": "train"})
+    base[["image", "split"]].to_csv(tmp_path / "predefined.csv", index=False)
     over = tiny_overrides(tmp_path, synth_dir, tmp_path / "s.csv")
     args = ["fractions", "--fractions", "0.2", "0.5", "--modes", "semi_supervised", "supervised_baseline",
-            "--work", str(tmp_path / "fr"), "--out", str(tmp_path / "fr.csv"), *over, "train.epochs=1"]
+            "--work", str(tmp_path / "fr"), "--out", str(tmp_path / "fr.csv"),
+            "--predefined", str(tmp_path / "predefined.csv"), *over, "train.epochs=1"]
     assert main(args) == 0
     table = pd.read_csv(tmp_path / "fr.csv")
     assert len(table) == 4 and set(table["mode"]) == {"semi_supervised", "supervised_baseline"}
     assert table["test_macro_auprc"].between(0, 1).all()
+    assert list(table["w"]) == [0.5, 1.0, 0.5, 1.0]  # the baseline's objective is L_cls alone
+    for fraction in ("0.2", "0.5"):
+        split = pd.read_csv(tmp_path / "fr" / f"split_{fraction}.csv")
+        for side in ("val", "test"):
+            assert set(split.loc[split["subset"] == side, "image"]) == set(base.loc[base["split"] == side, "image"])
     sel = tmp_path / "fr" / "semi_supervised_0.2"
     assert main(["report", "--run", str(sel), "--out", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64") >= 2

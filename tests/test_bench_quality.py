@@ -1,0 +1,83 @@
+"""The quality benchmark (label-fraction curve with a predefined split) and the UCM packer,
+run as on the lent GPU machine: without mlflow, kfp, dvc or boto3."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from sslmae.split import split_dataset
+from tests.test_bench_gpu import run_bench
+
+KEYS = {"dataset", "fraction", "mode", "w", "pretrained", "train_seconds", "gpu", "macro_auprc", "micro_f1", "macro_f1"}
+
+
+def _predefined(synth_dir, path):
+    split_dataset(synth_dir, path.with_suffix(".base.csv"), fraction=0.5, val=0.2, test=0.25, seed=3)
+    base = pd.read_csv(path.with_suffix(".base.csv"))
+    base["split"] = base["subset"].replace({"labeled": "train", "unlabeled": "train"})
+    base[["image", "split"]].to_csv(path, index=False)
+    return path
+
+
+def test_quality_bench_writes_the_issue_keys_a_plot_and_a_table(tmp_path, synth_dir):
+    predefined = _predefined(synth_dir, tmp_path / "split_seed42.csv")
+    proc = run_bench("bench_quality.py", "--data", str(synth_dir), "--predefined", str(predefined),
+                     "--fractions", "0.3", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "res"),
+                     "--plot", str(tmp_path / "curve.png"), "data.img_size=32", "model.size=micro",
+                     "model.patch_size=4", "model.mask_patch_size=8", "train.epochs=1", "train.batch_size=8",
+                     "train.accelerator=cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = (tmp_path / "res").glob("quality_*.jsonl")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["mode"] for r in rows] == ["semi_supervised", "supervised_baseline"]
+    for r in rows:
+        assert KEYS <= set(r) and r["fraction"] == 0.3 and r["pretrained"] is False
+        assert 0 < r["macro_auprc"] <= 1 and r["gpu"].startswith("cpu")
+    assert Image.open(tmp_path / "curve.png").format == "PNG"
+    assert "| 0.3 |" in proc.stdout and "semi_supervised macro AUPRC" in proc.stdout
+
+
+def test_quality_bench_refuses_a_missing_split_table(tmp_path, synth_dir):
+    proc = run_bench("bench_quality.py", "--data", str(synth_dir), "--work", str(tmp_path / "w"),
+                     "--out", str(tmp_path / "res"))
+    assert proc.returncode == 2 and "split_seed42.csv" in proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def _fake_ucm(root, n=4):
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"scene{i:02d}" for i in range(n)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "images" / f"{name}.jpg", quality=95)
+    pd.DataFrame({"image": names, "a": [1, 0, 1, 0], "b": [0, 1, 1, 0]}).to_csv(root / "labels.csv", index=False)
+    pd.DataFrame({"image": names, "split": ["train", "train", "val", "test"]}).to_csv(root / "split_seed42.csv", index=False)
+    return root
+
+
+def test_pack_ucm_reencodes_images_and_copies_tables(tmp_path):
+    src = _fake_ucm(tmp_path / "src")
+    proc = run_bench("pack_ucm.py", "--src", str(src), "--dst", str(tmp_path / "dst"))
+    assert proc.returncode == 0, proc.stderr
+    dst = tmp_path / "dst"
+    assert sorted(p.name for p in (dst / "images").iterdir()) == sorted(p.name for p in (src / "images").iterdir())
+    for path in (dst / "images").iterdir():
+        with Image.open(path) as img, Image.open(src / "images" / path.name) as orig:
+            assert img.format == "JPEG" and img.size == orig.size
+    assert (dst / "labels.csv").read_bytes() == (src / "labels.csv").read_bytes()
+    assert (dst / "split_seed42.csv").read_bytes() == (src / "split_seed42.csv").read_bytes()
+
+
+@pytest.mark.parametrize("drop", ["images", "split_seed42.csv"])
+def test_pack_ucm_names_what_is_missing_and_leaves_nothing(tmp_path, drop):
+    import shutil
+
+    src = _fake_ucm(tmp_path / "src")
+    target = src / drop
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    proc = run_bench("pack_ucm.py", "--src", str(src), "--dst", str(tmp_path / "dst"))
+    assert proc.returncode == 2 and drop in proc.stderr
+    assert not (tmp_path / "dst").exists()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch._dynamo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -82,6 +83,7 @@ def bench_step(size: str, variant: str, batch: int, compiled: bool, args) -> dic
     step = step_fn(model, opt, data, device)
     flops = flops_per_step(step)  # eager count: compiled kernels do the same arithmetic
     if compiled:
+        torch._dynamo.reset()  # fresh caches: each config compiles its own graphs, none falls back to eager
         model.compile_paths()  # what train.compile=auto does on a GPU
     for _ in range(args.warmup):
         step()
@@ -141,10 +143,14 @@ def bench_end_to_end(size: str, variant: str, args) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--models", nargs="+", default=["tiny", "small", "base"])
+    # in the order they run: the figures the targets name come first, in case the budget ends it
+    p.add_argument("--models", nargs="*", default=["base", "small", "tiny"], help="none: end_to_end only")
     p.add_argument("--variants", nargs="+", default=["simmim", "visible_only"])
-    p.add_argument("--batches", nargs="+", type=int, default=[64, 128, 256])
+    p.add_argument("--batches", nargs="+", type=int, default=[256, 128, 64])
     p.add_argument("--compiled", nargs="+", default=["eager", "compiled"])
+    p.add_argument("--compiled-batches", nargs="+", type=int, default=None,
+                   help="batches also run compiled (default: the first of --batches; compiling costs ~1 min each)")
+    p.add_argument("--budget-s", type=float, default=None, help="start no step measurement after this many seconds")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--mask-patch", type=int, default=32)
@@ -167,30 +173,40 @@ def main(argv=None) -> int:
     common = {"gpu": gpu_name(args.device), "torch": torch.__version__, "date": date}
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"gpu_{date}.jsonl"
+    compiled_batches = args.compiled_batches or args.batches[:1]
+    started = time.perf_counter()
     rows = []
+
+    def emit(row: dict) -> None:  # appended as measured: a run cut short keeps what it has
+        rows.append({**common, **row})
+        print(json.dumps(rows[-1]), flush=True)
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rows[-1]) + "\n")
+
     for size in args.models:
         for variant in args.variants:
             for batch in args.batches:
                 for mode in args.compiled:
+                    if mode == "compiled" and batch not in compiled_batches:
+                        continue
+                    if args.budget_s is not None and time.perf_counter() - started > args.budget_s:
+                        print(f"step budget of {args.budget_s:.0f} s spent: skipping {size}/{variant}/{batch}/{mode}")
+                        continue
                     try:
                         row = bench_step(size, variant, batch, mode == "compiled", args)
                     except torch.OutOfMemoryError:
                         row = {"what": "step", "model": size, "encoder": variant, "batch": batch,
                                "compiled": mode == "compiled", "img_per_s": None, "tflops": None,
                                "peak_mem_gib": None, "error": "out of memory"}
+                    if args.device == "cuda":
                         torch.cuda.empty_cache()
-                    rows.append({**common, **row})
-                    print(json.dumps(rows[-1]), flush=True)
+                    emit(row)
     if not args.no_e2e:
         if not (args.data / "labels.csv").is_file():
             print(f"end_to_end skipped: {args.data} not found")
         else:
             for size in args.e2e_models:
-                rows.append({**common, **bench_end_to_end(size, "simmim", args)})
-                print(json.dumps(rows[-1]), flush=True)
-    with open(out, "a", encoding="utf-8") as fh:  # one line per measurement, appended per run
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+                emit(bench_end_to_end(size, "simmim", args))
     print(f"wrote {len(rows)} rows to {out}")
     return 0
 

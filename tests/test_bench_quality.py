@@ -81,3 +81,32 @@ def test_pack_ucm_names_what_is_missing_and_leaves_nothing(tmp_path, drop):
     proc = run_bench("pack_ucm.py", "--src", str(src), "--dst", str(tmp_path / "dst"))
     assert proc.returncode == 2 and drop in proc.stderr
     assert not (tmp_path / "dst").exists()
+
+
+def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, synth_dir):
+    """The device script's plumbing, with a tiny recipe: data folder, recipe, results under $OUT."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    data = tmp_path / "ucm"
+    shutil.copytree(synth_dir, data)
+    _predefined(synth_dir, data / "split_seed42.csv")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("data: {img_size: 32}\nmodel: {size: micro, patch_size: 4, mask_patch_size: 8}\n"
+                      "train: {epochs: 1, batch_size: 8, accelerator: cpu}\ntracking: {enabled: false}\n")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "DATA": str(data), "RECIPE": str(recipe), "PYTHON": sys.executable}
+    script = str(REPO / "bench" / "gpu_session.sh")
+    proc = subprocess.run(["bash", script, "quality"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = (tmp_path / "out").glob("quality_*.jsonl")
+    assert json.loads(out.read_text().splitlines()[0])["fraction"] == 0.1
+    assert "torch" in (tmp_path / "out" / "versions.txt").read_text()
+    usage = subprocess.run(["bash", script, "nonsense"], env=env, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+    env["DATA"] = str(tmp_path / "absent")
+    missing = subprocess.run(["bash", script, "quality"], env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "pack_ucm" in missing.stderr

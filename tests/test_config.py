@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from sslmae.config import Config, ConfigError, load_config, to_dict
+from tests.conftest import REPO
 
 
 def write(tmp_path, data):
@@ -11,8 +12,6 @@ def write(tmp_path, data):
 
 
 def test_repo_params_file_loads_and_matches_defaults_shape(tmp_path):
-    from tests.conftest import REPO
-
     cfg = load_config(REPO / "params.yaml")
     assert isinstance(cfg, Config)
     # every key of the dataclasses is spelled out in params.yaml (one source of truth)
@@ -87,3 +86,9 @@ def test_on_off_yes_no_stay_strings_as_dvc_reads_them(tmp_path):
     assert load_config(None, ["loss.learn_w=True"]).loss.learn_w is True
     with pytest.raises(ConfigError, match="loss.learn_w: expected true or false, got str 'yes'"):
         load_config(None, ["loss.learn_w=yes"])
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_load(recipe):
+    cfg = load_config(recipe)
+    assert cfg.model.pretrained is None  # recipes train from random init: nothing to download

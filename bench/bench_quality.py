@@ -7,6 +7,8 @@ pretrained weights unless the params file names a local file. Writes:
   bench/results/quality_<date>.jsonl   one line per run: dataset, fraction, mode, w, pretrained,
                                        train_seconds, gpu, macro_auprc, micro_f1, macro_f1, params,
                                        img_size, model, epochs, date
+                                       (labeled-only modes train as many optimizer steps as
+                                       semi_supervised, unless --equal-epochs)
   --plot PNG                           macro AUPRC vs labeled fraction, one line per mode
 
 and prints the table as markdown (docs/results.md quotes it).
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "runs" / "quality", help="runs, splits, the image cache")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--plot", type=Path, default=None, help="write the curve as a PNG here")
+    p.add_argument("--equal-epochs", action="store_true",
+                   help="labeled-only modes get the recipe's epochs (default: as many optimizer steps as semi)")
     p.add_argument("overrides", nargs="*", help="section.key=value on top of the params file")
     args = p.parse_args(argv)
 
@@ -78,15 +82,17 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     cfg = load_config(args.params, [
-        *args.overrides, f"data.dir={args.data}", f"data.cache_dir={args.work / 'cache'}", "train.progress_bar=false",
+        f"data.cache_dir={args.work / 'cache'}", "train.progress_bar=false", *args.overrides, f"data.dir={args.data}",
         "tracking.enabled=false"])
-    table = fraction_curve(cfg, args.fractions, args.modes, args.work, args.work / "fractions.csv", predefined)
+    table = fraction_curve(cfg, args.fractions, args.modes, args.work, args.work / "fractions.csv", predefined,
+                           equal_steps=not args.equal_epochs)
 
     date = dt.date.today().isoformat()
     common = {"dataset": args.data.name, "pretrained": bool(cfg.model.pretrained), "gpu": device_name(),
               "params": args.params.name, "overrides": args.overrides, "img_size": cfg.data.img_size,
-              "model": cfg.model.size, "encoder": cfg.model.encoder, "epochs": cfg.train.epochs, "date": date}
-    rows = [{**common, "fraction": r["fraction"], "mode": r["mode"], "w": r["w"], "train_seconds": r["train_seconds"],
+              "model": cfg.model.size, "encoder": cfg.model.encoder, "date": date}
+    rows = [{**common, "fraction": r["fraction"], "mode": r["mode"], "epochs": r["epochs"], "w": r["w"],
+             "train_seconds": r["train_seconds"],
              **{k: r[f"test_{k}"] for k in METRICS}} for r in table.to_dict("records")]
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"quality_{date}.jsonl"

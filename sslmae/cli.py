@@ -118,7 +118,8 @@ def cmd_predict(args) -> None:
 def cmd_fractions(args) -> None:
     from sslmae.fractions import fraction_curve
 
-    table = fraction_curve(_params(args), args.fractions, args.modes, args.work, args.out, args.predefined)
+    table = fraction_curve(_params(args), args.fractions, args.modes, args.work, args.out, args.predefined,
+                           args.equal_steps)
     print(table.to_string(index=False))
 
 
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/fractions.csv")
     p.add_argument("--predefined", default=None,
                    help="CSV image,split (train/val/test) that fixes val and test, e.g. split_seed42.csv")
+    p.add_argument("--equal-steps", action="store_true",
+                   help="labeled-only modes train as many optimizer steps as semi_supervised (more epochs)")
     _add_params(p)
     p.set_defaults(func=cmd_fractions)
 

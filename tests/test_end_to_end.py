@@ -100,12 +100,18 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
     over = tiny_overrides(tmp_path, synth_dir, tmp_path / "s.csv")
     args = ["fractions", "--fractions", "0.2", "0.5", "--modes", "semi_supervised", "supervised_baseline",
             "--work", str(tmp_path / "fr"), "--out", str(tmp_path / "fr.csv"),
-            "--predefined", str(tmp_path / "predefined.csv"), *over, "train.epochs=1"]
+            "--predefined", str(tmp_path / "predefined.csv"), "--equal-steps", *over, "train.epochs=1"]
     assert main(args) == 0
     table = pd.read_csv(tmp_path / "fr.csv")
     assert len(table) == 4 and set(table["mode"]) == {"semi_supervised", "supervised_baseline"}
     assert table["test_macro_auprc"].between(0, 1).all()
     assert list(table["w"]) == [0.5, 1.0, 0.5, 1.0]  # the baseline's objective is L_cls alone
+    from sslmae.fractions import step_factor
+
+    for fraction, rows in table.groupby("fraction"):
+        # the baseline takes as many optimizer steps as the semi-supervised run: more epochs
+        factor = step_factor(tmp_path / "fr" / f"split_{fraction}.csv", 8)
+        assert factor > 1 and list(rows["epochs"]) == [1, round(factor)]
     for fraction in ("0.2", "0.5"):
         split = pd.read_csv(tmp_path / "fr" / f"split_{fraction}.csv")
         for side in ("val", "test"):

@@ -184,6 +184,7 @@ class TrainConfig:
     # resumable checkpoint every this many epochs (and after the last); on a GPU a tiny dataset's
     # epoch can take less time than writing a large model's optimizer state
     checkpoint_every: int = _check(1, _range(1))
+    val_every: int = _check(1, _range(1))  # validate (and select the best weights) every N epochs
     # auto: continue from out_dir/checkpoints/last.ckpt when made with the same params, else start over;
     # strict: refuse a checkpoint made with other params; never: always start over
     resume: str = _check("auto", _choice("auto", "strict", "never"))

@@ -28,11 +28,11 @@ def step_factor(split_file: str | Path, batch_size: int) -> float:
 
 
 def _equal_steps(cfg: Config, factor: float) -> Config:
-    """Epoch-counted knobs (epochs, warmup, checkpoint interval) scaled by `factor`."""
+    """Epoch-counted knobs (epochs, warmup, checkpoint and validation intervals) scaled by `factor`."""
     t = cfg.train
     return dataclasses.replace(cfg, train=dataclasses.replace(
         t, epochs=max(1, round(t.epochs * factor)), warmup_epochs=t.warmup_epochs * factor,
-        checkpoint_every=max(1, round(t.checkpoint_every * factor))))
+        checkpoint_every=max(1, round(t.checkpoint_every * factor)), val_every=max(1, round(t.val_every * factor))))
 
 
 def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_dir: str | Path,
@@ -40,7 +40,7 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     """`predefined`: a train/val/test table (e.g. UCM's split_seed42.csv, the authors' protocol)
     that fixes val and test; only the labeled share of train changes with the fraction.
     `equal_steps`: modes without the unlabeled pool train for as many optimizer steps as the
-    semi-supervised mode (more epochs of the small labeled pool), not as many epochs; with
+    semi-supervised mode (more epochs of the small labeled pool, validated as often), not as many epochs; with
     equal epochs a 10 % baseline would take about a ninth of the steps.
     The table at `out` is rewritten after every run, so an interrupted curve keeps its rows."""
     from sslmae.evaluate import evaluate

@@ -115,3 +115,16 @@ def test_checkpoint_every_n_epochs_and_after_the_last(tiny_cfg, monkeypatch):
     assert torch.load(last_checkpoint(cfg.train.out_dir), weights_only=True)["epoch"] == 4
     history = pd.read_csv(result.history)
     assert (history["epoch_seconds"] > 0).all()  # wall time per epoch, for throughput figures
+
+
+@pytest.mark.parametrize("val_every, epochs, validated, best", [(2, 4, [1, 3], {1, 3}), (5, 3, [], {2})])
+def test_val_every_n_epochs_selects_among_validated_epochs(tiny_cfg, val_every, epochs, validated, best):
+    cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, epochs=epochs, val_every=val_every))
+    result = train(cfg)
+    history = pd.read_csv(result.history)
+    if validated:
+        assert list(history.loc[history["val_macro_auprc"].notna(), "epoch"]) == validated
+    else:
+        assert "val_macro_auprc" not in history
+    assert result.best_epoch in best  # never validated: the last epoch is the model
+    assert torch.load(result.checkpoint, weights_only=True)["meta"]["epoch"] == result.best_epoch

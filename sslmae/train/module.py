@@ -108,8 +108,9 @@ class SSLMAEModule(L.LightningModule):
             self.history[-1].update(row)  # validation ran first and opened the row
         else:
             self.history.append(row)
-        if not self._has_val():
-            self._keep_best(row, metrics=None)
+        validated = f"val_{PRIMARY[self.cfg.data.task]}" in self.history[-1]
+        if not self._has_val() or (not validated and self.best_metrics is None):
+            self._keep_best(row, metrics=None)  # no validation (yet): the latest epoch stands in
         for hook in self.epoch_end_hooks:
             hook(self.history[-1])
 

@@ -90,6 +90,7 @@ def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trai
         enable_progress_bar=cfg.train.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        check_val_every_n_epoch=cfg.train.val_every,
         use_distributed_sampler=False,  # our batch samplers shard by rank themselves
         default_root_dir=str(out),
     )

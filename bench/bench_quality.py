@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--predefined", type=Path, default=None, help="train/val/test table (default: <data>/split_seed42.csv)")
     p.add_argument("--params", type=Path, default=REPO / "params.yaml", help="the recipe (a params file)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25])
-    p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"])
+    p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"],
+                   help="semi_supervised, supervised, supervised_baseline")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "quality", help="runs, splits, the image cache")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--plot", type=Path, default=None, help="write the curve as a PNG here")
@@ -74,7 +75,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from sslmae.config import load_config
-    from sslmae.fractions import fraction_curve
+    from sslmae.fractions import fraction_curve, modes_and_overrides
+
+    try:
+        modes, extra = modes_and_overrides(args.modes)
+    except ValueError as exc:
+        p.error(str(exc))
+    args.overrides += extra
 
     predefined = args.predefined or args.data / "split_seed42.csv"
     if not predefined.is_file():
@@ -84,7 +91,7 @@ def main(argv=None) -> int:
     cfg = load_config(args.params, [
         f"data.cache_dir={args.work / 'cache'}", "train.progress_bar=false", *args.overrides, f"data.dir={args.data}",
         "tracking.enabled=false"])
-    table = fraction_curve(cfg, args.fractions, args.modes, args.work, args.work / "fractions.csv", predefined,
+    table = fraction_curve(cfg, args.fractions, modes, args.work, args.work / "fractions.csv", predefined,
                            equal_steps=not args.equal_epochs)
 
     date = dt.date.today().isoformat()

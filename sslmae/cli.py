@@ -116,9 +116,11 @@ def cmd_predict(args) -> None:
 
 
 def cmd_fractions(args) -> None:
-    from sslmae.fractions import fraction_curve
+    from sslmae.fractions import fraction_curve, modes_and_overrides
 
-    table = fraction_curve(_params(args), args.fractions, args.modes, args.work, args.out, args.predefined,
+    modes, extra = modes_and_overrides(args.modes)
+    args.overrides = list(args.overrides) + extra
+    table = fraction_curve(_params(args), args.fractions, modes, args.work, args.out, args.predefined,
                            args.equal_steps)
     print(table.to_string(index=False))
 
@@ -274,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fractions", help="label-fraction curve: train + test per fraction and mode")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25])
-    p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"])
+    p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"],
+                   help="semi_supervised, supervised, supervised_baseline")
     p.add_argument("--work", default="runs/fractions", help="where the runs go")
     p.add_argument("--out", default="runs/fractions.csv")
     p.add_argument("--predefined", default=None,

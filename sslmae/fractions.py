@@ -16,6 +16,16 @@ from sslmae.model.network import MODES
 COLUMNS = ("macro_auprc", "micro_f1", "macro_f1", "accuracy")
 
 
+def modes_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """Split a `--modes` list that swallowed trailing `section.key=value` overrides (argparse's
+    nargs='+' takes them) into the two; an item that is neither is refused, naming it."""
+    modes = [i for i in items if "=" not in i]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"fractions: unknown mode(s) {unknown}; choose from {list(MODES)}")
+    return modes, [i for i in items if "=" in i]
+
+
 def step_factor(split_file: str | Path, batch_size: int) -> float:
     """How many more epochs a labeled-only run needs to take as many optimizer steps as a
     semi-supervised one: a semi-supervised epoch walks the unlabeled pool, a labeled-only
@@ -43,6 +53,9 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     semi-supervised mode (more epochs of the small labeled pool, validated as often), not as many epochs; with
     equal epochs a 10 % baseline would take about a ninth of the steps.
     The table at `out` is rewritten after every run, so an interrupted curve keeps its rows."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"fractions: unknown mode(s) {unknown}; choose from {list(MODES)}")
     from sslmae.evaluate import evaluate
     from sslmae.split import split_dataset
     from sslmae.train.run import train

@@ -135,3 +135,14 @@ def test_visible_only_extension_trains_and_evaluates(tiny_cfg, tmp_path):
     assert saved.model.encoder == "visible_only" and model.decoder is not None
     metrics = evaluate(result.checkpoint, tmp_path / "ev", subset="test")
     assert 0 < metrics["macro_auprc"] <= 1
+
+
+def test_fractions_modes_keep_trailing_overrides_and_refuse_unknown_modes(tmp_path, capsys):
+    from sslmae.fractions import modes_and_overrides
+
+    assert modes_and_overrides(["semi_supervised", "train.epochs=3", "supervised_baseline"]) == (
+        ["semi_supervised", "supervised_baseline"], ["train.epochs=3"])
+    code = main(["fractions", "--modes", "semi_supervised", "semisupervised", "--work", str(tmp_path / "w"),
+                 "--out", str(tmp_path / "f.csv")])
+    assert code != 0 and "unknown mode(s) ['semisupervised']" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "f.csv").exists()

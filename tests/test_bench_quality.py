@@ -110,3 +110,25 @@ def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, sy
     env["DATA"] = str(tmp_path / "absent")
     missing = subprocess.run(["bash", script, "quality"], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "pack_ucm" in missing.stderr
+
+
+def test_plot_quality_labels_configurations_and_draws(tmp_path):
+    rows = [
+        {"fraction": 0.1, "mode": "semi_supervised", "params": "params.yaml", "overrides": ["data.cache_dir=/x"],
+         "epochs": 30, "macro_auprc": 0.5},
+        {"fraction": 0.1, "mode": "semi_supervised", "params": "ucm_cpu.yaml", "overrides": [], "epochs": 30,
+         "macro_auprc": 0.6},
+        {"fraction": 0.1, "mode": "supervised_baseline", "params": "params.yaml", "overrides": [], "epochs": 30,
+         "macro_auprc": 0.3},
+        {"fraction": 0.1, "mode": "supervised_baseline", "params": "params.yaml", "overrides": [], "epochs": 246,
+         "macro_auprc": 0.61},
+    ]
+    src = tmp_path / "q.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run_bench("plot_quality.py", str(src), "--out", str(tmp_path / "q.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "q.png").format == "PNG"
+    for name in ("semi_supervised [ucm_cpu.yaml]", "supervised_baseline (equal epochs)",
+                 "supervised_baseline (equal steps)"):
+        assert name in proc.stdout
+    assert "cache_dir" not in proc.stdout

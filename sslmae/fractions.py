@@ -51,7 +51,7 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     that fixes val and test; only the labeled share of train changes with the fraction.
     `equal_steps`: modes without the unlabeled pool train for as many optimizer steps as the
     semi-supervised mode (more epochs of the small labeled pool, validated as often), not as many epochs; with
-    equal epochs a 10 % baseline would take about a ninth of the steps.
+    equal epochs a 10 % baseline would take about an eighth of the steps.
     The table at `out` is rewritten after every run, so an interrupted curve keeps its rows."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:

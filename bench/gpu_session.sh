@@ -5,6 +5,7 @@
 # Here, first:   python bench/pack_ucm.py            # UCM re-encoded into .ucm/ (git-ignored)
 # Device:        run(command="bash bench/gpu_session.sh bench",   carry=[".ucm"], timeout_s=560)
 #                run(command="bash bench/gpu_session.sh quality", carry=[".ucm"], timeout_s=420)
+#                (then quality-visible and curve, as the 15 device minutes allow)
 # Then copy $OUT's files into bench/results/ and tabulate them in docs/benchmarks.md, docs/results.md.
 #
 # The machine has torch, timm, lightning, pandas, pyarrow and scikit-learn, not mlflow, kfp or
@@ -30,9 +31,13 @@ case "${1:-}" in
     timeout 400 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.1 \
       --modes semi_supervised --work /tmp/quality --out "$OUT"
     ;;
+  quality-visible)  # the same with the visible_only extension (the best variant on the CPU)
+    timeout 400 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.1 \
+      --modes semi_supervised --work /tmp/quality_visible --out "$OUT" model.encoder=visible_only
+    ;;
   curve)  # the label-fraction curve with the same recipe (every semi run costs as much as the 10 % one)
     timeout 580 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.01 0.05 0.25 \
       --work /tmp/curve --out "$OUT" --plot "$OUT/fractions_gpu.png" "${@:2}"
     ;;
-  *) echo "usage: bash bench/gpu_session.sh bench|quality|curve [overrides for curve]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/gpu_session.sh bench|quality|quality-visible|curve [overrides for curve]" >&2; exit 2 ;;
 esac

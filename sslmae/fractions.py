@@ -20,17 +20,21 @@ def modes_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     """Split a `--modes` list that swallowed trailing `section.key=value` overrides (argparse's
     nargs='+' takes them) into the two; an item that is neither is refused, naming it."""
     modes = [i for i in items if "=" not in i]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise ValueError(f"fractions: unknown mode(s) {unknown}; choose from {list(MODES)}")
+    check_modes(modes)
     return modes, [i for i in items if "=" in i]
 
 
-def step_factor(split_file: str | Path, batch_size: int) -> float:
+def check_modes(modes: list[str]) -> None:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"fractions: unknown mode(s) {unknown}; choose from {list(MODES)}")
+
+
+def step_factor(split: pd.DataFrame, batch_size: int) -> float:
     """How many more epochs a labeled-only run needs to take as many optimizer steps as a
     semi-supervised one: a semi-supervised epoch walks the unlabeled pool, a labeled-only
-    epoch the (smaller) labeled pool, both in batches of `batch_size`."""
-    counts = pd.read_csv(split_file, dtype=str)["subset"].value_counts()
+    epoch the (smaller) labeled pool, both in batches of `batch_size`. split: image,subset."""
+    counts = split["subset"].value_counts()
     labeled, unlabeled = int(counts.get("labeled", 0)), int(counts.get("unlabeled", 0))
     if labeled == 0 or unlabeled == 0:
         return 1.0
@@ -53,9 +57,7 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     semi-supervised mode (more epochs of the small labeled pool, validated as often), not as many epochs; with
     equal epochs a 10 % baseline would take about an eighth of the steps.
     The table at `out` is rewritten after every run, so an interrupted curve keeps its rows."""
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise ValueError(f"fractions: unknown mode(s) {unknown}; choose from {list(MODES)}")
+    check_modes(modes)
     from sslmae.evaluate import evaluate
     from sslmae.split import split_dataset
     from sslmae.train.run import train
@@ -64,7 +66,7 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     rows = []
     for fraction in fractions:
         split_file = work / f"split_{fraction}.csv"
-        split_dataset(cfg.data.dir, split_file, fraction=fraction, val=cfg.split.val, test=cfg.split.test,
+        split = split_dataset(cfg.data.dir, split_file, fraction=fraction, val=cfg.split.val, test=cfg.split.test,
                       seed=cfg.split.seed, predefined_file=predefined)
         for mode in modes:
             run_dir = work / f"{mode}_{fraction}"
@@ -73,7 +75,7 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
                 loss=dataclasses.replace(cfg.loss, mode=mode, learn_w=cfg.loss.learn_w and mode != "supervised_baseline"),
                 train=dataclasses.replace(cfg.train, out_dir=str(run_dir)))
             if equal_steps and not MODES[mode].unlabeled:
-                tcfg = _equal_steps(tcfg, step_factor(split_file, cfg.train.batch_size))
+                tcfg = _equal_steps(tcfg, step_factor(split, cfg.train.batch_size))
             result = train(tcfg)
             metrics = evaluate(result.checkpoint, work / f"eval_{mode}_{fraction}", subset="test",
                                dataset_dir=cfg.data.dir, split_file=split_file, threshold=cfg.evaluate.threshold)

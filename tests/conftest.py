@@ -30,6 +30,17 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def write_predefined(dataset_dir: Path, path: Path) -> Path:
+    """A train/val/test table `image,split` (the authors' protocol, like UCM's split_seed42.csv)
+    for a dataset folder: a fixed val and test; train is what the labeled fraction is drawn from."""
+    import pandas as pd
+
+    base = split_dataset(dataset_dir, path.with_suffix(".base.csv"), fraction=0.5, val=0.2, test=0.25, seed=3)
+    base["split"] = base["subset"].replace({"labeled": "train", "unlabeled": "train"})
+    base[["image", "split"]].to_csv(path, index=False)
+    return path
+
+
 def tiny_overrides(tmp: Path, data_dir: Path, split_file: Path) -> list[str]:
     return [
         f"data.dir={data_dir}", f"data.split_file={split_file}", "data.img_size=32", f"data.cache_dir={tmp / 'cache'}",

@@ -8,22 +8,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sslmae.split import split_dataset
+from tests.conftest import write_predefined
 from tests.test_bench_gpu import run_bench
 
 KEYS = {"dataset", "fraction", "mode", "w", "pretrained", "train_seconds", "gpu", "macro_auprc", "micro_f1", "macro_f1"}
 
 
-def _predefined(synth_dir, path):
-    split_dataset(synth_dir, path.with_suffix(".base.csv"), fraction=0.5, val=0.2, test=0.25, seed=3)
-    base = pd.read_csv(path.with_suffix(".base.csv"))
-    base["split"] = base["subset"].replace({"labeled": "train", "unlabeled": "train"})
-    base[["image", "split"]].to_csv(path, index=False)
-    return path
-
-
 def test_quality_bench_writes_the_issue_keys_a_plot_and_a_table(tmp_path, synth_dir):
-    predefined = _predefined(synth_dir, tmp_path / "split_seed42.csv")
+    predefined = write_predefined(synth_dir, tmp_path / "split_seed42.csv")
     proc = run_bench("bench_quality.py", "--data", str(synth_dir), "--predefined", str(predefined),
                      "--fractions", "0.3", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "res"),
                      "--plot", str(tmp_path / "curve.png"), "data.img_size=32", "model.size=micro",
@@ -94,7 +86,7 @@ def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, sy
 
     data = tmp_path / "ucm"
     shutil.copytree(synth_dir, data)
-    _predefined(synth_dir, data / "split_seed42.csv")
+    write_predefined(synth_dir, data / "split_seed42.csv")
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text("data: {img_size: 32}\nmodel: {size: micro, patch_size: 4, mask_patch_size: 8}\n"
                       "train: {epochs: 1, batch_size: 8, accelerator: cpu}\ntracking: {enabled: false}\n")

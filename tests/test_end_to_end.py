@@ -88,15 +88,10 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, synth_dir):
 def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
     import pandas as pd
 
-    from tests.conftest import tiny_overrides
-
-    from sslmae.split import split_dataset
+    from tests.conftest import tiny_overrides, write_predefined
 
     # a predefined train/val/test table (the authors' protocol): only the labeled share may change
-    split_dataset(synth_dir, tmp_path / "base.csv", fraction=0.5, val=0.2, test=0.25, seed=3)
-    base = pd.read_csv(tmp_path / "base.csv")
-    base["split"] = base["subset"].replace({"labeled": "train", "unlabeled": "train"})
-    base[["image", "split"]].to_csv(tmp_path / "predefined.csv", index=False)
+    base = pd.read_csv(write_predefined(synth_dir, tmp_path / "predefined.csv"))
     over = tiny_overrides(tmp_path, synth_dir, tmp_path / "s.csv")
     args = ["fractions", "--fractions", "0.2", "0.5", "--modes", "semi_supervised", "supervised_baseline",
             "--work", str(tmp_path / "fr"), "--out", str(tmp_path / "fr.csv"),
@@ -110,7 +105,7 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
 
     for fraction, rows in table.groupby("fraction"):
         # the baseline takes as many optimizer steps as the semi-supervised run: more epochs
-        factor = step_factor(tmp_path / "fr" / f"split_{fraction}.csv", 8)
+        factor = step_factor(pd.read_csv(tmp_path / "fr" / f"split_{fraction}.csv"), 8)
         assert factor > 1 and list(rows["epochs"]) == [1, round(factor)]
     for fraction in ("0.2", "0.5"):
         split = pd.read_csv(tmp_path / "fr" / f"split_{fraction}.csv")

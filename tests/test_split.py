@@ -119,13 +119,12 @@ def test_earlier_sides_are_kept_when_new_data_arrives(tmp_path):
     assert set(read_split(tmp_path / "s2.csv", list(second["image"]))) == set(SUBSETS)
 
 
-def test_step_factor_counts_batches_of_each_pool(tmp_path):
+def test_step_factor_counts_batches_of_each_pool():
     import pandas as pd
 
     from sslmae.fractions import step_factor
 
-    path = tmp_path / "s.csv"
-    pd.DataFrame({"image": [f"i{k}" for k in range(120)],
-                  "subset": ["labeled"] * 10 + ["unlabeled"] * 90 + ["val"] * 10 + ["test"] * 10}).to_csv(path, index=False)
-    assert step_factor(path, 8) == 12 / 2  # ceil(90 / 8) semi steps per epoch, ceil(10 / 8) labeled-only
-    assert step_factor(path, 128) == 1.0
+    split = pd.DataFrame({"image": [f"i{k}" for k in range(120)],
+                          "subset": ["labeled"] * 10 + ["unlabeled"] * 90 + ["val"] * 10 + ["test"] * 10})
+    assert step_factor(split, 8) == 12 / 2  # ceil(90 / 8) semi steps per epoch, ceil(10 / 8) labeled-only
+    assert step_factor(split, 128) == 1.0

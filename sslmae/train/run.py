@@ -57,7 +57,7 @@ def resolve_hardware(cfg: Config) -> tuple[str, str]:
     return accelerator, "32-true" if precision == "32" else precision
 
 
-def compile_encoder(model, cfg: Config, accelerator: str) -> bool:
+def maybe_compile(model, cfg: Config, accelerator: str) -> bool:
     """torch.compile the training step and the encoder when train.compile says so."""
     if {"auto": accelerator == "gpu", "on": True, "off": False}[cfg.train.compile]:
         model.compile_paths()
@@ -141,7 +141,7 @@ def train(cfg: Config) -> TrainResult:
     labels = datamodule.label_names
     module = SSLMAEModule(build_model(cfg, num_classes=len(labels)), cfg)
     accelerator, precision = resolve_hardware(cfg)
-    compile_encoder(module.model, cfg, accelerator)
+    maybe_compile(module.model, cfg, accelerator)
     ckpt = resume_path(cfg)
     with quiet_lightning():
         trainer = _trainer(cfg, accelerator, precision, out)

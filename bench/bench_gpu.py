@@ -31,7 +31,7 @@ import torch._dynamo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sslmae.model.network import SSLMAE  # noqa: E402
+from sslmae.model.variants import VARIANTS  # noqa: E402
 
 
 def gpu_name(device: str) -> str:
@@ -46,12 +46,13 @@ def make_batch(n: int, img: int, classes: int, device: str):
     return x, y, labeled
 
 
-def step_fn(model, opt, batch, device: str):
+def step_fn(losses, opt, batch, device: str):
+    """losses: the model's training_losses, eager or compiled."""
     x, y, labeled = batch
 
     def step():
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            loss = model.training_losses(x, y, labeled)["loss"]
+            loss = losses(x, y, labeled)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -76,15 +77,15 @@ def sync(device: str) -> None:
 def bench_step(size: str, variant: str, batch: int, compiled: bool, args) -> dict:
     device = args.device
     torch.manual_seed(0)
-    model = SSLMAE(num_classes=17, size=size, encoder=variant, img_size=args.img_size, patch_size=args.patch,
-                   mask_patch_size=args.mask_patch, mask_ratio=args.mask_ratio).to(device)
+    model = VARIANTS[variant](17, size=size, img_size=args.img_size, patch_size=args.patch,
+                              mask_patch_size=args.mask_patch, mask_ratio=args.mask_ratio).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     data = make_batch(batch, args.img_size, 17, device)
-    step = step_fn(model, opt, data, device)
-    flops = flops_per_step(step)  # eager count: compiled kernels do the same arithmetic
+    flops = flops_per_step(step_fn(model.training_losses, opt, data, device))  # compiled kernels: the same arithmetic
     if compiled:
         torch._dynamo.reset()  # fresh caches: each config compiles its own graphs, none falls back to eager
-        model.compile_paths()  # what train.compile=auto does on a GPU
+    # what train.compile=auto does on a GPU (sslmae.train.module.SSLMAEModule)
+    step = step_fn(torch.compile(model.training_losses) if compiled else model.training_losses, opt, data, device)
     for _ in range(args.warmup):
         step()
     sync(device)

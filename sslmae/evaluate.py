@@ -15,12 +15,11 @@ from sslmae.config import Config
 from sslmae.datasets.load import load_dataset
 from sslmae.inference import predict_scores
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
-from sslmae.split import read_split
+from sslmae.split import SUBSET_GROUPS, read_split
+from sslmae.tracking.eval_log import log_evaluation
 from sslmae.train.checkpoint import load_model
 from sslmae.train.datamodule import dataset_cache, eval_loader, subset_dataset
 
-SUBSET_GROUPS = {"labeled": ("labeled",), "unlabeled": ("unlabeled",), "val": ("val",), "test": ("test",),
-                 "train": ("labeled", "unlabeled"), "all": ("labeled", "unlabeled", "val", "test")}
 
 
 def evaluate(
@@ -59,7 +58,5 @@ def evaluate(
             np.savez(fh, y=y.astype(np.uint8), scores=scores.astype(np.float32), label_names=np.asarray(label_names))
     write_json(out / "metrics.json", {**metrics, "subset": subset, "threshold": threshold, "task": cfg.data.task})
     if tracking is not None and tracking.tracking.enabled:
-        from sslmae.tracking.eval_log import log_evaluation
-
         log_evaluation(tracking, model_path, subset, metrics, table, y, scores, label_names, out)
     return metrics

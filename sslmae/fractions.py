@@ -3,15 +3,17 @@ on the test subset; one row per (fraction, mode). `sslmae report --fractions` pl
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from sslmae.atomic import atomic_file
-from sslmae.config import Config
-from sslmae.model.network import MODES
+from sslmae.config import Config, updated
+from sslmae.evaluate import evaluate
+from sslmae.model.modes import MODES
+from sslmae.split import split_dataset
+from sslmae.train.run import train
 
 COLUMNS = ("macro_auprc", "micro_f1", "macro_f1", "accuracy")
 
@@ -44,9 +46,9 @@ def step_factor(split: pd.DataFrame, batch_size: int) -> float:
 def _equal_steps(cfg: Config, factor: float) -> Config:
     """Epoch-counted knobs (epochs, warmup, checkpoint and validation intervals) scaled by `factor`."""
     t = cfg.train
-    return dataclasses.replace(cfg, train=dataclasses.replace(
-        t, epochs=max(1, round(t.epochs * factor)), warmup_epochs=t.warmup_epochs * factor,
-        checkpoint_every=max(1, round(t.checkpoint_every * factor)), val_every=max(1, round(t.val_every * factor))))
+    return updated(cfg, {"train.epochs": max(1, round(t.epochs * factor)), "train.warmup_epochs": t.warmup_epochs * factor,
+                         "train.checkpoint_every": max(1, round(t.checkpoint_every * factor)),
+                         "train.val_every": max(1, round(t.val_every * factor))})
 
 
 def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_dir: str | Path,
@@ -58,9 +60,6 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     equal epochs a 10 % baseline would take about an eighth of the steps.
     The table at `out` is rewritten after every run, so an interrupted curve keeps its rows."""
     check_modes(modes)
-    from sslmae.evaluate import evaluate
-    from sslmae.split import split_dataset
-    from sslmae.train.run import train
 
     work = Path(work_dir)
     rows = []
@@ -70,10 +69,8 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
                       seed=cfg.split.seed, predefined_file=predefined)
         for mode in modes:
             run_dir = work / f"{mode}_{fraction}"
-            tcfg = dataclasses.replace(
-                cfg, data=dataclasses.replace(cfg.data, split_file=str(split_file)),
-                loss=dataclasses.replace(cfg.loss, mode=mode, learn_w=cfg.loss.learn_w and mode != "supervised_baseline"),
-                train=dataclasses.replace(cfg.train, out_dir=str(run_dir)))
+            tcfg = updated(cfg, {"data.split_file": str(split_file), "loss.mode": mode, "train.out_dir": str(run_dir),
+                                 "loss.learn_w": cfg.loss.learn_w and MODES[mode].reconstruct})
             if equal_steps and not MODES[mode].unlabeled:
                 tcfg = _equal_steps(tcfg, step_factor(split, cfg.train.batch_size))
             result = train(tcfg)

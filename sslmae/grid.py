@@ -10,7 +10,6 @@ trials' MLflow runs under one parent grid run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from sslmae.atomic import atomic_file, write_json
-from sslmae.config import Config
+from sslmae.config import Config, updated
 from sslmae.metrics import PRIMARY
-from sslmae.model.network import MODES
+from sslmae.model.modes import MODES
+from sslmae.tracking.grid_log import log_grid
+from sslmae.train.run import train
 
 LEARNED = "learned"
 BASELINE = "baseline"
@@ -39,19 +40,12 @@ def trial_config(cfg: Config, trial: str) -> Config:
     """The config of one trial: its w (or learnable w) and its own out_dir."""
     if trial not in trial_names(cfg):
         raise ValueError(f"trial {trial!r}: not in this grid ({', '.join(trial_names(cfg))})")
-    if trial == LEARNED:
-        loss = dataclasses.replace(cfg.loss, learn_w=True)
-    elif trial == BASELINE:
-        loss = cfg.loss
-    else:
-        loss = dataclasses.replace(cfg.loss, w=float(trial[1:]), learn_w=False)
-    train = dataclasses.replace(cfg.train, out_dir=str(Path(cfg.grid.out_dir) / trial))
-    return dataclasses.replace(cfg, loss=loss, train=train)
+    fixed = {LEARNED: {"loss.learn_w": True}, BASELINE: {}}
+    changes = fixed[trial] if trial in fixed else {"loss.w": float(trial[1:]), "loss.learn_w": False}
+    return updated(cfg, {**changes, "train.out_dir": str(Path(cfg.grid.out_dir) / trial)})
 
 
 def run_trial(cfg: Config, trial: str):
-    from sslmae.train.run import train
-
     return train(trial_config(cfg, trial))
 
 
@@ -75,8 +69,6 @@ def trials_table(cfg: Config, dirs: dict[str, Path] | None = None) -> pd.DataFra
 def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None) -> dict:
     """Pick the trial with the best validation primary metric (ties: the first listed) and
     write trials.csv, selected.json and the winner's model.pt to out_dir."""
-    from sslmae.tracking.grid_log import log_grid
-
     out = Path(out_dir)
     table = trials_table(cfg, dirs)
     metric = f"val_{PRIMARY[cfg.data.task]}"

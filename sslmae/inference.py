@@ -8,7 +8,7 @@ import torch
 
 from sslmae.data.augment import normalize
 from sslmae.model.losses import probabilities
-from sslmae.model.network import SSLMAE
+from sslmae.model.base import SSLMAE
 
 
 def default_device() -> torch.device:

@@ -23,6 +23,7 @@ from sslmae.datasets.layouts.files import is_image_name
 from sslmae.datasets.sources import materialize
 from sslmae.inference import predict_scores
 from sslmae.metrics import DECISIONS
+from sslmae.tracking.models import resolve_model
 from sslmae.train.checkpoint import load_model
 
 WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False, float_format="%.6f"),
@@ -56,8 +57,6 @@ def _decode_all(files: list[Path], size: int, log) -> tuple[list[torch.Tensor], 
 
 def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str = "tuned",
             batch_size: int = 64, cfg: Config | None = None, s3_endpoint: str | None = None, log=print) -> pd.DataFrame:
-    from sslmae.tracking.registry import resolve_model
-
     out = Path(out)
     if out.suffix not in WRITERS:
         raise ValueError(f"--out: must end in {' or '.join(WRITERS)}, got {out.name}")

@@ -22,6 +22,9 @@ from sslmae.atomic import atomic_file
 from sslmae.datasets.load import load_dataset
 
 SUBSETS = ("labeled", "unlabeled", "val", "test")
+# what `evaluate.split` may name: one subset, or a group of them
+SUBSET_GROUPS = {"labeled": ("labeled",), "unlabeled": ("unlabeled",), "val": ("val",), "test": ("test",),
+                 "train": ("labeled", "unlabeled"), "all": SUBSETS}
 
 
 class SplitError(ValueError):

@@ -11,14 +11,34 @@ def write(tmp_path, data):
     return p
 
 
-def test_repo_params_file_loads_and_matches_defaults_shape(tmp_path):
-    cfg = load_config(REPO / "params.yaml")
-    assert isinstance(cfg, Config)
-    # every key of the dataclasses is spelled out in params.yaml (one source of truth)
+def test_repo_params_file_spells_out_every_default_with_its_value():
+    """The schema holds the one copy of the defaults; params.yaml lists every key with the same value."""
     data = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in to_dict(cfg).items():
+    defaults = to_dict(Config())
+    assert set(data) == set(defaults)
+    for section, values in defaults.items():
         if isinstance(values, dict):
-            assert set(values) == set(data[section]), section
+            assert set(data[section]) == set(values), section
+            for key, value in values.items():
+                assert data[section][key] == value, f"{section}.{key}: params.yaml {data[section][key]!r}, default {value!r}"
+        else:
+            assert data[section] == values, section
+    assert load_config(REPO / "params.yaml") == Config()
+
+
+def test_choices_are_the_registries_keys():
+    from sslmae.model.backbone import ENCODERS
+    from sslmae.model.losses import REC_LOSSES
+    from sslmae.model.modes import MODES
+    from sslmae.model.variants import VARIANTS
+    from sslmae.split import SUBSET_GROUPS
+
+    for key, registry in (("model.size", ENCODERS), ("model.encoder", VARIANTS), ("model.rec_loss", REC_LOSSES),
+                          ("loss.mode", MODES), ("evaluate.split", SUBSET_GROUPS)):
+        for name in registry:
+            load_config(None, [f"{key}={name}"] + (["data.img_size=64"] if key == "model.size" else []))
+        with pytest.raises(ConfigError, match=f"{key}: must be one of"):
+            load_config(None, [f"{key}=not-registered"])
 
 
 @pytest.mark.parametrize(
@@ -28,6 +48,9 @@ def test_repo_params_file_loads_and_matches_defaults_shape(tmp_path):
         ({"loss": {"w": -1}}, "loss.w", ">= 0.0"),
         ({"train": {"epochs": "ten"}}, "train.epochs", "expected an integer"),
         ({"train": {"epochs": 2.5}}, "train.epochs", "expected an integer"),
+        ({"train": {"epochs": True}}, "train.epochs", "expected an integer"),
+        ({"grid": {"ws": [0.3, 1.5]}}, "grid.ws[1]", "<= 1.0"),
+        ({"train": {"lr": float("nan")}}, "train.lr", "finite"),
         ({"train": {"lr": True}}, "train.lr", "expected a number"),
         ({"train": {"lr": 0}}, "train.lr", "> 0.0"),
         ({"model": {"rec_loss": "l2"}}, "model.rec_loss", "must be one of"),

@@ -55,7 +55,7 @@ def test_two_process_ddp_shards_reduces_and_writes_once(tmp_path, synth_dir, spl
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("model: ") == 1  # rank 0 alone reports
     # one checkpoint, one model, one MLflow run
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sslmae.cli import main
+from sslmae.config import updated
 from sslmae.train.checkpoint import load_model
 
 
@@ -45,12 +46,10 @@ def test_pipeline_learns_far_above_chance(tmp_path):
 
 
 def test_train_is_deterministic_on_cpu(tiny_cfg, tmp_path):
-    import dataclasses
-
     from sslmae.train.run import train
 
     a = train(tiny_cfg)
-    cfg_b = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, out_dir=str(tmp_path / "b")))
+    cfg_b = updated(tiny_cfg, {"train.out_dir": str(tmp_path / "b")})
     b = train(cfg_b)
     sa = torch.load(a.checkpoint, weights_only=True)["state_dict"]
     sb = torch.load(b.checkpoint, weights_only=True)["state_dict"]
@@ -60,11 +59,9 @@ def test_train_is_deterministic_on_cpu(tiny_cfg, tmp_path):
 
 @pytest.mark.parametrize("mode, learn_w", [("supervised", True), ("supervised_baseline", False)])
 def test_modes_train(tiny_cfg, mode, learn_w):
-    import dataclasses
-
     from sslmae.train.run import train
 
-    cfg = dataclasses.replace(tiny_cfg, loss=dataclasses.replace(tiny_cfg.loss, mode=mode, learn_w=learn_w, w_lr=0.5))
+    cfg = updated(tiny_cfg, {"loss.mode": mode, "loss.learn_w": learn_w, "loss.w_lr": 0.5})
     result = train(cfg)
     assert result.checkpoint.is_file() and result.val_metrics["macro_auprc"] > 0
     ws = result.w_per_epoch
@@ -117,14 +114,11 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
 
 
 def test_visible_only_extension_trains_and_evaluates(tiny_cfg, tmp_path):
-    import dataclasses
-
     from sslmae.evaluate import evaluate
     from sslmae.train.checkpoint import load_model
     from sslmae.train.run import train
 
-    cfg = dataclasses.replace(tiny_cfg, model=dataclasses.replace(tiny_cfg.model, encoder="visible_only",
-                                                                   decoder_dim=16, decoder_depth=1))
+    cfg = updated(tiny_cfg, {"model.encoder": "visible_only", "model.decoder_dim": 16, "model.decoder_depth": 1})
     result = train(cfg)
     model, saved, _, _ = load_model(result.checkpoint)
     assert saved.model.encoder == "visible_only" and model.decoder is not None

@@ -3,9 +3,13 @@
 import pytest
 import torch
 
+from sslmae.config import load_config
+
 from sslmae.data.masks import mask_to_pixels, random_patch_mask
 from sslmae.model.losses import l1_masked, mse_norm_pix
-from sslmae.model.network import SSLMAE
+from sslmae.model.simmim import SimMIMSSLMAE as SSLMAE
+from sslmae.model.visible import VisibleOnlySSLMAE
+from sslmae.train.module import SSLMAEModule
 
 C = 5
 
@@ -146,7 +150,7 @@ def test_mcc_uses_softmax_cross_entropy():
     labeled = torch.ones(6, dtype=torch.bool)
     mask = m.draw_mask(6, "cpu")
     out = m.training_losses(imgs, targets, labeled, mask)
-    logits = m.classify(m.encode(imgs, mask), ~mask)
+    logits = m.classify(m.encode_masked(imgs, mask), ~mask)
     assert torch.allclose(out["l_cls"], torch.nn.functional.cross_entropy(logits, targets.argmax(1)), atol=1e-6)
 
 
@@ -177,7 +181,7 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
 
 def make_visible(learn_w=False):
     torch.manual_seed(0)
-    return SSLMAE(num_classes=C, size="micro", encoder="visible_only", img_size=32, patch_size=4,
+    return VisibleOnlySSLMAE(num_classes=C, size="micro", img_size=32, patch_size=4,
                   mask_patch_size=8, mask_ratio=0.5, w=0.3, learn_w=learn_w, decoder_dim=16, decoder_depth=1)
 
 
@@ -260,10 +264,11 @@ def test_compiled_step_matches_eager(encoder):
     eager = m.training_losses(imgs, targets, labeled, mask)
     logits = m(imgs)
     torch._dynamo.reset()
-    m.compile_paths()
-    compiled = m.training_losses(imgs, targets, labeled, mask)
+    module = SSLMAEModule(m, load_config(None), compiled=True)  # what train.compile=auto does on a GPU
+    compiled = module.step_fn(imgs, targets, labeled, mask)
     for key in ("loss", "l_rec", "l_cls"):
         assert torch.allclose(compiled[key], eager[key], atol=1e-5), key
-    assert torch.allclose(m(imgs), logits, atol=1e-5)
+    assert torch.allclose(module.infer_fn(imgs), logits, atol=1e-5)
+    assert set(m.state_dict()) == set(module.model.state_dict())  # wrapping leaves the model's keys alone
     compiled["loss"].backward()
     assert all(p.grad is not None for p in m.encoder.parameters() if p.requires_grad)

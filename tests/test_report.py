@@ -20,7 +20,8 @@ from PIL import Image
 
 from sslmae.metrics import per_class_table
 from sslmae.report import plots
-from sslmae.report.html import render_grid, render_run, write_report
+from sslmae.report.markup import write_report
+from sslmae.report.pages import render_grid, render_run
 
 # a label with characters that must be escaped, and one that never occurs in the test subset
 LABELS = ["buildings", "cars", "field", "sand & <dunes>", "trees", "water"]
@@ -187,7 +188,7 @@ def test_import_has_no_side_effects():
     """No pyplot, no rcParams change (backend included) from importing or drawing. rcParams
     is read with RcParams._get: a plain rcParams['backend'] would itself import pyplot."""
     code = ("import sys, matplotlib as m; rc = lambda: {k: m.rcParams._get(k) for k in m.rcParams};"
-            "before = rc(); import sslmae.report.html; from sslmae.report import plots; import pandas as pd;"
+            "before = rc(); import sslmae.report.pages; from sslmae.report import plots; import pandas as pd;"
             "plots.w_trajectory(pd.DataFrame({'epoch': [0, 1], 'w': [0.2, 0.3]}));"
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported';"
             "assert str(rc()) == str(before), 'rcParams changed'")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from sslmae.datasets.sources import (SourceError, _download_all, _list_keys, _s3_client, _staged,
-                                     materialize)
+from sslmae.datasets.s3 import _download_all, _list_keys, _s3_client
+from sslmae.datasets.sources import SourceError, materialize
+from sslmae.datasets.staging import staged as _staged
 from tests.s3server import free_ports, upload  # the s3 fixtures come through conftest
 
 # a tiny dataset in the labels-csv layout

@@ -13,6 +13,10 @@ class DatasetError(ValueError):
     """The dataset is malformed; the message names the file, row or key."""
 
 
+class SourceError(ValueError):
+    """A dataset source cannot be turned into a folder; the message says which and why."""
+
+
 ON_BAD = ("error", "skip")
 
 

@@ -7,10 +7,25 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import yaml
+
 from sslmae.atomic import write_json
-from sslmae.config import Config, from_dict
+from sslmae.config import Config, from_dict, to_dict, updated
+from sslmae.datasets.ingest import ingest
+from sslmae.datasets.sources import fetch_file_if_exists, publish_file
+from sslmae.evaluate import evaluate
+from sslmae.grid import select, trial_config, trial_names
+from sslmae.pipeline import pytorchjob
+from sslmae.release import promote, register
+from sslmae.report.build import build_report
+from sslmae.split import split_dataset
+from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
+from sslmae.train.run import train
 
 TRIAL_FILE = "trial.json"
 
@@ -25,14 +40,10 @@ def config_for(params: dict, **paths: str) -> Config:
 
 
 def plan_trials(params: dict) -> list[str]:
-    from sslmae.grid import trial_names
-
     return trial_names(config_for(params))
 
 
 def ingest_step(params: dict, source: str, out_dir: str) -> dict:
-    from sslmae.datasets.ingest import ingest
-
     cfg = config_for(params)
     res = ingest(source or cfg.data.source, out_dir, layout=cfg.data.layout, on_bad=cfg.data.on_bad)
     return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names)}
@@ -42,11 +53,6 @@ def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str 
     """The split; with `frozen_split` (a path or s3:// URI) images split by an earlier run keep
     their side, and the new split is written back there for the next run (a test set frozen
     across scheduled retrainings)."""
-    import tempfile
-
-    from sslmae.datasets.sources import fetch_file_if_exists, publish_file
-    from sslmae.split import split_dataset
-
     s = config_for(params).split
     with tempfile.TemporaryDirectory() as tmp:
         earlier = Path(tmp) / "earlier.csv"
@@ -60,13 +66,8 @@ def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str 
 
 def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str) -> dict:
     """One grid trial trained into out_dir (resumes there if the pod restarted)."""
-    import dataclasses
-
-    from sslmae.grid import trial_config
-    from sslmae.train.run import train
-
-    cfg = trial_config(config_for(params, data__dir=dataset_dir, data__split_file=split_file), trial)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=out_dir))
+    cfg = updated(trial_config(config_for(params, data__dir=dataset_dir, data__split_file=split_file), trial),
+                  {"train.out_dir": out_dir})
     result = train(cfg)
     if result.rank_zero:
         write_json(Path(out_dir) / TRIAL_FILE, {"trial": trial})
@@ -74,15 +75,11 @@ def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_
 
 
 def select_step(params: dict, trial_dirs: list[str], out_dir: str) -> dict:
-    from sslmae.grid import select
-
     dirs = {json.loads((Path(d) / TRIAL_FILE).read_text())["trial"]: Path(d) for d in trial_dirs}
     return select(config_for(params), out_dir, dirs)
 
 
 def evaluate_step(params: dict, model_file: str, dataset_dir: str, split_file: str, out_dir: str) -> dict:
-    from sslmae.evaluate import evaluate
-
     cfg = config_for(params)
     e = cfg.evaluate
     return evaluate(model_file, out_dir, subset=e.split, dataset_dir=dataset_dir, split_file=split_file,
@@ -92,11 +89,6 @@ def evaluate_step(params: dict, model_file: str, dataset_dir: str, split_file: s
 def register_promote_step(params: dict, model_file: str, metrics_file: str, dataset_dir: str, split_file: str,
                           out_dir: str) -> dict:
     """Register the selected model as challenger, then the promotion gate."""
-    import os
-
-    from sslmae.tracking.registry import promote, register
-    from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
-
     cfg = config_for(params)
     if os.environ.get("KUBERNETES_SERVICE_HOST") and tracking_uri(cfg) == DEFAULT_URI:
         # a registry in the pod's own sqlite file would vanish with the pod
@@ -108,22 +100,12 @@ def register_promote_step(params: dict, model_file: str, metrics_file: str, data
 
 
 def report_step(select_dir: str, eval_dir: str, out_file: str) -> str:
-    from sslmae.report.build import build_report
-
     return str(build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir))
 
 
 def multinode_trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str,
                          spec_fields: dict) -> dict:
     """One grid trial as a PyTorchJob: stage inputs on the shared claim, run, copy the model back."""
-    import shutil
-
-    import yaml
-
-    from sslmae.config import to_dict
-    from sslmae.grid import trial_config
-    from sslmae.pipeline import pytorchjob
-
     spec = pytorchjob.JobSpec(**spec_fields)
     run = Path(spec.mount) / spec.run_dir
     cfg = trial_config(config_for(params), trial)

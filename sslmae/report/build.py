@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sslmae.report.html import render_grid, render_run, write_report
+from sslmae.report.markup import write_report
+from sslmae.report.pages import render_grid, render_run
 
 
 def build_report(out: str | Path, run_dir: str | Path | None = None, grid_dir: str | Path | None = None,

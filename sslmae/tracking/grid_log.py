@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from sslmae.config import Config
-from sslmae.tracking.runs import flat_params, log_files, log_plots, mlflow_run, nest, record_run, recorded_run_id
+from sslmae.report import plots
+from sslmae.tracking.runs import (flat_params, log_files, log_metrics, log_plots, mlflow_module, mlflow_run, nest,
+                                  record_run, recorded_run_id)
 
 
 # what differs from trial to trial is logged in the trials' own runs, not the parent's
@@ -19,18 +21,14 @@ def log_grid(cfg: Config, table: pd.DataFrame, selected: dict, out: Path) -> str
     and stores it in `selected` as `parent_run_id`."""
     if not cfg.tracking.enabled:
         return None
-    import mlflow
-
-    from sslmae.report import plots
-
     children = [rid for rid in (recorded_run_id(Path(c).parent) for c in table["checkpoint"]) if rid]
-    with mlflow_run(cfg, name="grid", kind="grid") as run:
-        mlflow.log_params({k: v for k, v in flat_params(cfg).items() if k not in PER_TRIAL})
-        mlflow.log_metric(f"best_{selected['metric']}", selected["value"])
-        mlflow.set_tags({"sslmae.selected_trial": selected["trial"]})
-        log_files({"trials": out / "trials.csv"})
-        log_plots({"metric_vs_w.png": plots.metric_vs_w(table, selected["metric"])})
-        nest(run.info.run_id, children)
+    with mlflow_run(cfg, name="grid", kind="grid", tags={"sslmae.selected_trial": selected["trial"]}) as run:
+        run_id = run.info.run_id
+        mlflow_module().log_params({k: v for k, v in flat_params(cfg).items() if k not in PER_TRIAL})
+        log_metrics(cfg, run_id, {f"best_{selected['metric']}": selected["value"]})
+        log_files(cfg, run_id, {"trials": out / "trials.csv"})
+        log_plots(cfg, run_id, {"metric_vs_w.png": plots.metric_vs_w(table, selected["metric"])})
+        nest(cfg, run_id, children)
         record_run(out, run)
     selected["parent_run_id"] = run.info.run_id
     return run.info.run_id

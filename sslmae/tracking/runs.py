@@ -13,13 +13,35 @@ import contextlib
 import json
 import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import lightning
+import timm
+import torch
+
+import sslmae
+from sslmae.atomic import write_json
 from sslmae.config import Config, to_dict
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 RUN_FILE = "mlflow_run.json"  # written beside a run's outputs: which MLflow run holds them
+
+
+def mlflow_module():
+    """mlflow, imported on first use: it is optional (the `pipeline` extra) and takes
+    seconds to import, and training with tracking off must not need it."""
+    import mlflow
+
+    return mlflow
+
+
+def client(cfg: Config):
+    """An MlflowClient on the run's tracking URI."""
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    return mlflow.MlflowClient()
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -39,12 +61,6 @@ def flat_params(cfg: Config) -> dict[str, str]:
 
 def environment() -> dict[str, str]:
     """Versions and device, as tags."""
-    import lightning
-    import timm
-    import torch
-
-    import sslmae
-
     env = {"sslmae.version": sslmae.__version__, "python": platform.python_version(), "torch": torch.__version__,
            "lightning": lightning.__version__, "timm": timm.__version__, "host.platform": platform.platform()}
     if torch.cuda.is_available():
@@ -56,12 +72,11 @@ def environment() -> dict[str, str]:
 
 @contextlib.contextmanager
 def mlflow_run(cfg: Config, name: str, kind: str, tags: dict | None = None) -> Iterator[object | None]:
-    """Start an MLflow run (None when tracking is disabled). `kind`: train | grid | evaluate | promote."""
+    """Start an MLflow run (None when tracking is disabled). `kind`: grid | evaluate | register | promote."""
     if not cfg.tracking.enabled:
         yield None
         return
-    import mlflow
-
+    mlflow = mlflow_module()
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_experiment(cfg.tracking.experiment)
     all_tags = {"sslmae.kind": kind, **environment(), **(tags or {})}
@@ -71,8 +86,6 @@ def mlflow_run(cfg: Config, name: str, kind: str, tags: dict | None = None) -> I
 
 def record_run(out_dir: str | Path, run) -> None:
     """Remember which MLflow run holds the outputs of `out_dir` (for nesting and lineage)."""
-    from sslmae.atomic import write_json
-
     if run is not None:
         write_json(Path(out_dir) / RUN_FILE, {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                                               "artifact_uri": run.info.artifact_uri})
@@ -83,31 +96,38 @@ def recorded_run_id(out_dir: str | Path) -> str | None:
     return json.loads(path.read_text())["run_id"] if path.is_file() else None
 
 
-def nest(parent_run_id: str, child_run_ids: list[str]) -> None:
+def nest(cfg: Config, parent_run_id: str, child_run_ids: list[str]) -> None:
     """Make runs children of a parent (MLflow's UI nests by this tag)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
+    mlflow_client = client(cfg)
     for rid in child_run_ids:
-        client.set_tag(rid, "mlflow.parentRunId", parent_run_id)
+        mlflow_client.set_tag(rid, "mlflow.parentRunId", parent_run_id)
 
 
-def log_files(files: dict[str, Path], artifact_path: str | None = None) -> None:
-    """Log existing files as artifacts of the active run."""
-    import mlflow
-
+def log_files(cfg: Config, run_id: str, files: dict[str, Path], artifact_path: str | None = None) -> None:
+    """Log the files that exist as artifacts of run `run_id`."""
+    mlflow_client = client(cfg)
     for path in files.values():
         if Path(path).is_file():
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            mlflow_client.log_artifact(run_id, str(path), artifact_path=artifact_path)
 
 
-def log_plots(plots: dict[str, bytes], artifact_path: str = "plots") -> None:
-    """Log PNG bytes as artifacts: {'learning_curves.png': b'...'}."""
-    import tempfile
-
-    import mlflow
-
+def log_plots(cfg: Config, run_id: str, plots: dict[str, bytes], artifact_path: str = "plots") -> None:
+    """Log PNG bytes as artifacts of run `run_id`: {'learning_curves.png': b'...'}."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in plots.items():
             (Path(tmp) / name).write_bytes(data)
-        mlflow.log_artifacts(tmp, artifact_path=artifact_path)
+        client(cfg).log_artifacts(run_id, tmp, artifact_path=artifact_path)
+
+
+def log_metrics(cfg: Config, run_id: str, metrics: dict, step: int | None = None) -> None:
+    """Log the finite numbers of `metrics` to run `run_id` (NaN: a metric undefined on this data)."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+    if batch:
+        client(cfg).log_batch(run_id, metrics=batch)

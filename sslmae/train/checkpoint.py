@@ -6,14 +6,14 @@ Saved as a plain dict of tensors and primitives, so it loads with
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
 
 from sslmae.atomic import atomic_file
-from sslmae.config import Config, from_dict, to_dict
-from sslmae.model.network import SSLMAE, build_model
+from sslmae.config import Config, from_dict, to_dict, updated
+from sslmae.model.base import SSLMAE
+from sslmae.model.variants import build_model
 
 FORMAT = "sslmae-model-v1"
 
@@ -44,7 +44,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[SSLMAE, Con
         raise ValueError(f"{path}: not an sslmae model file (expected format {FORMAT})")
     cfg = from_dict(payload["config"])
     # the weights are in the file: never reach for the original pretrained file again
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
+    cfg = updated(cfg, {"model.pretrained": None})
     model = build_model(cfg, num_classes=len(payload["label_names"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), cfg, payload["label_names"], payload.get("meta", {})

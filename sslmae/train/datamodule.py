@@ -21,7 +21,7 @@ from sslmae.data.images import ImageTableDataset
 from sslmae.data.sampling import LabeledBatchSampler, PairedBatchSampler
 from sslmae.datasets.load import load_dataset
 from sslmae.datasets.records import LabeledImages
-from sslmae.model.network import MODES
+from sslmae.model.modes import MODES
 from sslmae.split import read_split
 
 

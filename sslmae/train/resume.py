@@ -1,32 +1,21 @@
-"""Fault tolerance: a Lightning checkpoint after every epoch, written atomically, and
-`train.resume: auto` to continue from it after a kill.
+"""`train.resume`: whether a run continues from its last checkpoint after a kill.
 
-The checkpoint holds tensors and primitives only (weights, optimiser and scheduler state,
-loop counters, our history, best weights, torch RNG state), so it loads with
-`torch.load(weights_only=True)`. It also holds the config it was made with: resuming under
-different params is refused, naming the keys that differ.
+The checkpoint records the config it was made with (`SSLMAEModule.on_save_checkpoint`):
+resuming under different params is refused or skipped, naming the keys that differ.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from sslmae.config import Config, ConfigError, to_dict
+from sslmae.train.checkpointing import last_checkpoint
 
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.ckpt"
 # keys that may change between a run and its resumption without changing the result
-FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "data.cache", "data.cache_dir", "train.compile",
-             "train.checkpoint_every",
-             "tracking.enabled",
-             "tracking.uri", "tracking.experiment"}
-
-
-def last_checkpoint(out_dir: str | Path) -> Path:
-    return Path(out_dir) / CHECKPOINT_DIR / LAST
+FREE_KEYS = {"train.progress_bar", "train.resume", "train.out_dir", "data.num_workers", "data.cache", "data.cache_dir",
+             "train.compile", "train.checkpoint_every", "tracking.enabled", "tracking.uri", "tracking.experiment"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -59,12 +48,3 @@ def resume_path(cfg: Config, log=print) -> Path | None:
         raise ConfigError(f"{path}: made with other params ({what}); use a new train.out_dir or train.resume=auto")
     log(f"not resuming from {path}: made with other params ({what}); training from the start")
     return None
-
-
-def save_atomic(trainer, path: Path) -> None:
-    """trainer.save_checkpoint to a temporary name, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective under DDP; only rank 0 writes the file
-    if trainer.is_global_zero:
-        os.replace(tmp, path)

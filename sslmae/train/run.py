@@ -5,7 +5,7 @@ Kubeflow. Writes to cfg.train.out_dir:
     last.pt           the last epoch's, same format
     history.csv       per epoch: losses, w, lr, images seen, validation metrics
     metrics.json      best validation metrics, best epoch, w, training time
-    checkpoints/last.ckpt   the resumable state after the last finished epoch
+    checkpoints/      last.ckpt (resumable state) and best.ckpt (best weights): Lightning's
 
 Seeded, and deterministic on CPU. Under DDP every rank trains; rank 0 alone writes files
 and logs to MLflow.
@@ -18,23 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import pandas as pd
-import torch
 
-from sslmae.atomic import atomic_file, write_json
+from sslmae.atomic import write_json
 from sslmae.config import Config
-from sslmae.model.network import build_model
+from sslmae.hardware import COMPILE, resolve_hardware
+from sslmae.inference import predict_scores
+from sslmae.metrics.thresholds import tune_thresholds
+from sslmae.model.variants import build_model
+from sslmae.tracking.train_log import log_train_end, log_train_start, train_logger
 from sslmae.train.checkpoint import save_model
+from sslmae.train.checkpointing import AtomicCheckpointIO, best_weights, checkpoint_callbacks
 from sslmae.train.datamodule import SSLDataModule
+from sslmae.train.history import EpochHistory
 from sslmae.train.module import SSLMAEModule
 from sslmae.train.quiet import quiet_lightning
-from sslmae.train.resume import last_checkpoint, resume_path, save_atomic
-
-ACCELERATORS = {"auto": lambda: "gpu" if torch.cuda.is_available() else "cpu", "cpu": lambda: "cpu",
-                "gpu": lambda: "gpu", "cuda": lambda: "gpu"}
-# bf16 autocast on GPU, full fp32 on CPU
-AUTO_PRECISION = {"gpu": "bf16-mixed", "cpu": "32-true"}
-HISTORY_FIRST = ("epoch", "train_loss", "train_l_rec", "train_l_cls", "w", "lr", "train_images")
+from sslmae.train.resume import resume_path
 
 
 @dataclass
@@ -51,116 +49,76 @@ class TrainResult:
     rank_zero: bool = True  # False in the other DDP ranks, which write nothing
 
 
-def resolve_hardware(cfg: Config) -> tuple[str, str]:
-    accelerator = ACCELERATORS[cfg.train.accelerator]()
-    precision = AUTO_PRECISION[accelerator] if cfg.train.precision == "auto" else cfg.train.precision
-    return accelerator, "32-true" if precision == "32" else precision
-
-
-def maybe_compile(model, cfg: Config, accelerator: str) -> bool:
-    """torch.compile the training step and the encoder when train.compile says so."""
-    if {"auto": accelerator == "gpu", "on": True, "off": False}[cfg.train.compile]:
-        model.compile_paths()
-        return True
-    return False
-
-
-def _checkpoint_due(cfg: Config, epoch: int) -> bool:
-    every = cfg.train.checkpoint_every
-    return (epoch + 1) % every == 0 or epoch + 1 == cfg.train.epochs
-
-
-def _strategy(cfg: Config, accelerator: str) -> str:
+def _strategy(cfg: Config) -> str:
     """DDP when more than one device or node; nccl on GPU, gloo on CPU (Lightning's choice)."""
-    return cfg.train.strategy if cfg.train.strategy != "auto" else (
-        "ddp" if cfg.train.devices * cfg.train.num_nodes > 1 else "auto")
+    if cfg.train.strategy != "auto":
+        return cfg.train.strategy
+    return "ddp" if cfg.train.devices * cfg.train.num_nodes > 1 else "auto"
 
 
-def _trainer(cfg: Config, accelerator: str, precision: str, out: Path) -> L.Trainer:
+def _trainer(cfg: Config, out: Path, callbacks: list, logger) -> L.Trainer:
+    accelerator, precision = resolve_hardware(cfg.train.accelerator, cfg.train.precision)
     return L.Trainer(
-        max_epochs=cfg.train.epochs,
-        accelerator=accelerator,
-        devices=cfg.train.devices,
-        num_nodes=cfg.train.num_nodes,
-        strategy=_strategy(cfg, accelerator),
-        precision=precision,
+        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes, strategy=_strategy(cfg), precision=precision,
         deterministic=cfg.train.deterministic and accelerator == "cpu",
-        logger=False,
-        enable_checkpointing=False,  # our own atomic epoch checkpoint (sslmae.train.resume)
-        enable_progress_bar=cfg.train.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+        callbacks=callbacks, logger=logger if logger is not None else False, plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=cfg.train.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
         check_val_every_n_epoch=cfg.train.val_every,
-        use_distributed_sampler=False,  # our batch samplers shard by rank themselves
+        use_distributed_sampler=False,  # our batch samplers shard by rank themselves (sslmae.data.sampling)
         default_root_dir=str(out),
     )
 
 
-def _val_thresholds(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule) -> list[float] | None:
-    """Per-class thresholds tuned on validation for the selected weights (mlc only)."""
-    loader = datamodule.val_dataloader()
-    if cfg.data.task != "mlc" or not loader:
-        return None
-    from sslmae.inference import predict_scores
-    from sslmae.metrics.thresholds import tune_thresholds
-
-    scores, y = predict_scores(module.model, loader, module.device)
-    return tune_thresholds(y, scores, cfg.evaluate.threshold)
-
-
-def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule, labels: list[str], out: Path,
-                   seconds: float):
-    history = pd.DataFrame(module.history)
-    first = [c for c in HISTORY_FIRST if c in history]
-    history = history[first + [c for c in history.columns if c not in first]]
-    with atomic_file(out / "history.csv") as tmp:
-        history.to_csv(tmp, index=False)
+def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule, history: EpochHistory,
+                   best_ckpt, out: Path, seconds: float) -> tuple[Path, Path, int, dict | None, list[float]]:
+    history.write(out / "history.csv")
+    labels = datamodule.label_names
     model = module.model
     last = save_model(out / "last.pt", model, cfg, labels, epoch=cfg.train.epochs - 1)
-    model.load_state_dict(module.best_state)
-    best = save_model(out / "model.pt", model, cfg, labels, epoch=module.best_epoch,
-                      val_metrics=module.best_metrics or {}, thresholds=_val_thresholds(cfg, module, datamodule))
-    w_per_epoch = [float(v) for v in history["w"]] if "w" in history else []
-    summary = {
-        "best_epoch": module.best_epoch, "epochs": cfg.train.epochs, "train_seconds": round(seconds, 2),
+    best_epoch, best_metrics = cfg.train.epochs - 1, None  # never validated: the last epoch is the model
+    if best_ckpt.best_model_path:
+        best_epoch, weights = best_weights(best_ckpt.best_model_path)
+        model.load_state_dict(weights)
+        best_metrics = history.validation(best_epoch)
+    thresholds = None
+    if cfg.data.task == "mlc" and datamodule.val_dataloader():  # per class, tuned on validation
+        scores, y = predict_scores(model, datamodule.val_dataloader(), module.device)
+        thresholds = tune_thresholds(y, scores, cfg.evaluate.threshold)
+    best = save_model(out / "model.pt", model, cfg, labels, epoch=best_epoch, val_metrics=best_metrics or {},
+                      thresholds=thresholds)
+    w_per_epoch = [float(r["w"]) for r in history.rows]
+    write_json(out / "metrics.json", {
+        "best_epoch": best_epoch, "epochs": cfg.train.epochs, "train_seconds": round(seconds, 2),
         "w_final": w_per_epoch[-1] if w_per_epoch else None,
-        **{f"val_{k}": v for k, v in (module.best_metrics or {}).items()},
-    }
-    write_json(out / "metrics.json", summary)
-    return best, last, w_per_epoch
+        **{f"val_{k}": v for k, v in (best_metrics or {}).items()}})
+    return best, last, best_epoch, best_metrics, w_per_epoch
 
 
 def train(cfg: Config) -> TrainResult:
     """One training run as cfg says; resumes from out_dir's checkpoint when train.resume=auto."""
-    from sslmae.tracking.epoch_log import EpochLogger, log_train_end
-
     started = time.time()
     out = Path(cfg.train.out_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = SSLDataModule(cfg)
-    labels = datamodule.label_names
-    module = SSLMAEModule(build_model(cfg, num_classes=len(labels)), cfg)
-    accelerator, precision = resolve_hardware(cfg)
-    maybe_compile(module.model, cfg, accelerator)
+    accelerator, _ = resolve_hardware(cfg.train.accelerator, cfg.train.precision)
+    module = SSLMAEModule(build_model(cfg, num_classes=len(datamodule.label_names)), cfg,
+                          compiled=COMPILE[cfg.train.compile](accelerator))
     ckpt = resume_path(cfg)
+    history = EpochHistory()
+    last_ckpt, best_ckpt = checkpoint_callbacks(out, cfg.train.checkpoint_every, module.monitor)
+    logger = train_logger(cfg, out, resumed=ckpt is not None)
     with quiet_lightning():
-        trainer = _trainer(cfg, accelerator, precision, out)
-
-    def checkpoint(row: dict) -> None:
-        if _checkpoint_due(cfg, row["epoch"]):
-            save_atomic(trainer, last_checkpoint(out))
-
-    module.epoch_end_hooks.append(checkpoint)
-    tracker = EpochLogger(cfg, out, is_rank_zero=trainer.is_global_zero, resumed_from=ckpt)
-    with tracker:
-        module.epoch_end_hooks.append(tracker.log_epoch)
-        with quiet_lightning():
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
-        seconds = time.time() - started
-        if not trainer.is_global_zero:
-            return TrainResult(out / "model.pt", out / "last.pt", module.best_metrics, module.best_epoch, [],
-                               out / "history.csv", seconds, labels, rank_zero=False)
-        best, last, w_per_epoch = _write_outputs(cfg, module, datamodule, labels, out, seconds)
-        log_train_end(tracker, out)
-    return TrainResult(best, last, module.best_metrics, module.best_epoch, w_per_epoch, out / "history.csv",
-                       seconds, labels, tracker.run_id)
+        trainer = _trainer(cfg, out, [history, last_ckpt, best_ckpt], logger)
+        if trainer.is_global_zero:
+            log_train_start(logger, cfg, out, resumed=ckpt is not None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    seconds = time.time() - started
+    if not trainer.is_global_zero:
+        return TrainResult(out / "model.pt", out / "last.pt", None, -1, [], out / "history.csv", seconds,
+                           datamodule.label_names, rank_zero=False)
+    best, last, best_epoch, best_metrics, w_per_epoch = _write_outputs(cfg, module, datamodule, history, best_ckpt,
+                                                                       out, seconds)
+    log_train_end(logger, cfg, out)
+    return TrainResult(best, last, best_metrics, best_epoch, w_per_epoch, out / "history.csv", seconds,
+                       datamodule.label_names, logger.run_id if logger is not None else None)

@@ -1,10 +1,17 @@
-"""`sslmae pipeline compile | run-local | submit | schedule`: the Kubeflow entry points."""
+"""`sslmae pipeline compile | run-local | submit | schedule`: the Kubeflow entry points,
+beside the DAG they compile and submit (`pipelines.training`)."""
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
+import kfp
+import kfp.local
+from kfp import compiler
+
+from pipelines.training import Resources, build_pipeline
+from sslmae.atomic import atomic_file
 from sslmae.config import Config, to_dict
 
 # run-local shrinks every knob so the whole DAG runs on a laptop CPU in a few minutes
@@ -13,25 +20,11 @@ LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.siz
                    "split.fraction=0.3"]
 
 
-def _repo_on_path() -> None:
-    """components/ and pipelines/ sit beside sslmae/ in the source tree and the image."""
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
 def pipeline_func(cfg: Config, parallelism: int = 4, gpus: int = 1, nodes: int = 1):
-    _repo_on_path()
-    from pipelines.training import Resources, build_pipeline
-
     return build_pipeline(to_dict(cfg), Resources(parallelism=parallelism, gpus=gpus, nodes=nodes))
 
 
 def compile_pipeline(cfg: Config, out: str | Path, parallelism: int = 4, gpus: int = 1, nodes: int = 1) -> Path:
-    from kfp import compiler
-
-    from sslmae.atomic import atomic_file
-
     out = Path(out)
     with atomic_file(out) as tmp:
         compiler.Compiler().compile(pipeline_func(cfg, parallelism, gpus, nodes), str(tmp.with_suffix(".yaml")))
@@ -41,18 +34,12 @@ def compile_pipeline(cfg: Config, out: str | Path, parallelism: int = 4, gpus: i
 
 def run_local(cfg: Config, root: str | Path, source: str) -> None:
     """The whole DAG with kfp.local's SubprocessRunner (no cluster, no containers)."""
-    import kfp.local
-
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     func = pipeline_func(cfg, parallelism=2, gpus=0)
     func(source=source)
 
 
 def client(host: str | None):
-    import os
-
-    import kfp
-
     host = host or os.environ.get("KFP_HOST")
     if not host:
         raise ValueError("no Kubeflow Pipelines host: pass --host or set KFP_HOST")

@@ -19,36 +19,15 @@ Inputs (as the rest of sslmae writes them):
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sslmae.atomic import atomic_file
-from sslmae.report import plots
+from sslmae.report import markup, plots
 
 DEFAULT_METRIC = "macro_auprc"  # PRIMARY["mlc"]; a grid's selected.json names its own
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
-       max-width: 1100px; padding: 0 1em; color: #222; line-height: 1.4; }
-h1 { border-bottom: 2px solid #345; padding-bottom: .3em; }
-h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .8em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
-th { background: #eef2f6; }
-td:first-child, th:first-child { text-align: left; }
-tr.selected td { background: #fff3cd; font-weight: bold; }
-img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
-.note { color: #7a5b00; background: #fffbe6; border-left: 4px solid #e0b000; padding: .4em .8em; }
-.source { color: #666; font-size: 0.85em; }
-.highlight { background: #fff3cd; border-left: 4px solid #e0a800; padding: .6em 1em; }
-"""
-
 
 # -- reading ------------------------------------------------------------------------
 def _require_file(path: Path) -> Path:
@@ -73,80 +52,22 @@ def _read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         return z["y"], z["scores"], [str(n) for n in z["label_names"]]
 
 
-# -- html pieces --------------------------------------------------------------------
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _fmt(value) -> str:
-    """A table cell: floats to 4 decimals, None as a dash, everything escaped."""
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
-        return "&mdash;"
-    if isinstance(value, (bool, np.bool_)):
-        return _esc(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return _esc(int(value))
-    if isinstance(value, (float, np.floating)):
-        return _esc(f"{float(value):.4f}")
-    return _esc(value)
-
-
-def _table(df: pd.DataFrame, highlight: set[int] = frozenset()) -> str:
-    """df -> <table>; rows at the positions in `highlight` get class="selected"."""
-    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
-    rows = []
-    for i, row in enumerate(df.itertuples(index=False)):
-        cls = ' class="selected"' if i in highlight else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _kv_table(entries: dict) -> str:
-    """A flat dict as a key/value table; object dtype keeps ints as ints beside floats."""
-    return _table(pd.DataFrame({"key": list(entries), "value": pd.Series(list(entries.values()), dtype=object)}))
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_esc(text)}</p>'
-
-
-def _source(*paths: Path) -> str:
-    return '<p class="source">from ' + ", ".join(f"<code>{_esc(p)}</code>" for p in paths) + "</p>"
-
-
-def _section(title: str, body: str, anchor: str) -> str:
-    return f'<section id="{_esc(anchor)}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
-
-
-def _page(title: str, sections: list[str]) -> str:
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{_esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
-    )
-
-
 # -- sections -----------------------------------------------------------------------
 def _metrics_section(run_metrics_path: Path | None, eval_dir: Path | None, caption: str = "") -> str:
     """Test (eval_dir/metrics.json) beside validation (val_* of run metrics.json) per metric,
     then the run's other entries (best epoch, w_final, ...)."""
-    parts, test, run = [f"<p>{_esc(caption)}</p>"] if caption else [], {}, {}
+    parts, test, run = [f"<p>{markup.esc(caption)}</p>"] if caption else [], {}, {}
     if eval_dir is None:
-        parts.append(_note("No evaluation folder given: test metrics, per-class results and PR curves skipped."))
+        parts.append(markup.note("No evaluation folder given: test metrics, per-class results and PR curves skipped."))
     elif (eval_dir / "metrics.json").is_file():
         test = _read_json(eval_dir / "metrics.json")
     else:
-        parts.append(_note(f"{eval_dir / 'metrics.json'} not found: test metrics skipped."))
+        parts.append(markup.note(f"{eval_dir / 'metrics.json'} not found: test metrics skipped."))
     if run_metrics_path is not None:
         if run_metrics_path.is_file():
             run = _read_json(run_metrics_path)
         else:
-            parts.append(_note(f"{run_metrics_path} not found: validation metrics skipped."))
+            parts.append(markup.note(f"{run_metrics_path} not found: validation metrics skipped."))
     val = {k[len("val_"):]: v for k, v in run.items() if k.startswith("val_")}
     names = list(test) + [k for k in val if k not in test]
     if names:
@@ -155,14 +76,14 @@ def _metrics_section(run_metrics_path: Path | None, eval_dir: Path | None, capti
             columns["test"] = pd.Series([test.get(n) for n in names], dtype=object)
         if val:
             columns["validation (best epoch)"] = pd.Series([val.get(n) for n in names], dtype=object)
-        parts.append(_table(pd.DataFrame(columns)))
+        parts.append(markup.table(pd.DataFrame(columns)))
     other = {k: v for k, v in run.items() if not k.startswith("val_")}
     if other:
-        parts.append("<h3>Run summary</h3>" + _kv_table(other))
+        parts.append("<h3>Run summary</h3>" + markup.kv_table(other))
     sources = [p for p in (eval_dir and eval_dir / "metrics.json", run_metrics_path) if p is not None and p.is_file()]
     if sources:
-        parts.append(_source(*sources))
-    return _section("Metrics", "\n".join(parts), "metrics")
+        parts.append(markup.source(*sources))
+    return markup.section("Metrics", "\n".join(parts), "metrics")
 
 
 def _eval_sections(eval_dir: Path | None) -> list[str]:
@@ -172,32 +93,32 @@ def _eval_sections(eval_dir: Path | None) -> list[str]:
     path = eval_dir / "per_class.csv"
     if path.is_file():
         per_class = pd.read_csv(path)
-        body = _img(plots.per_class_ap(per_class), "AP per label") + _table(per_class) + _source(path)
+        body = markup.img(plots.per_class_ap(per_class), "AP per label") + markup.table(per_class) + markup.source(path)
     else:
-        body = _note(f"{path} not found: per-class results skipped.")
-    out = [_section("Per-class results (test)", body, "per-class")]
+        body = markup.note(f"{path} not found: per-class results skipped.")
+    out = [markup.section("Per-class results (test)", body, "per-class")]
     path = eval_dir / "scores.npz"
     if path.is_file():
         y, scores, names = _read_scores(path)
-        body = _img(plots.pr_curves(y, scores, names), "precision-recall curves") + _source(path)
+        body = markup.img(plots.pr_curves(y, scores, names), "precision-recall curves") + markup.source(path)
         absent = [n for n, has in zip(names, np.asarray(y).any(0)) if not has]
         if absent:
-            body += _note(f"No positive example, no curve: {', '.join(absent)}.")
+            body += markup.note(f"No positive example, no curve: {', '.join(absent)}.")
     else:
-        body = _note(f"{path} not found: precision-recall curves skipped.")
-    out.append(_section("Precision-recall curves (test)", body, "pr-curves"))
+        body = markup.note(f"{path} not found: precision-recall curves skipped.")
+    out.append(markup.section("Precision-recall curves (test)", body, "pr-curves"))
     return out
 
 
 def _training_body(history_path: Path, label: str) -> str:
     """Learning curves and w trajectory of one history.csv (which must exist)."""
     history = pd.read_csv(_require_file(history_path))
-    body = _img(plots.learning_curves(history, f"Learning curves: {label}"), f"learning curves of {label}")
+    body = markup.img(plots.learning_curves(history, f"Learning curves: {label}"), f"learning curves of {label}")
     if "w" in history.columns:
-        body += _img(plots.w_trajectory(history, f"Loss weight w: {label}"), f"w trajectory of {label}")
+        body += markup.img(plots.w_trajectory(history, f"Loss weight w: {label}"), f"w trajectory of {label}")
     else:
-        body += _note(f"{history_path} has no column w: w trajectory skipped.")
-    return body + _source(history_path)
+        body += markup.note(f"{history_path} has no column w: w trajectory skipped.")
+    return body + markup.source(history_path)
 
 
 # -- pages --------------------------------------------------------------------------
@@ -207,8 +128,8 @@ def render_run(run_dir: Path, eval_dir: Path | None = None) -> str:
     eval_dir = None if eval_dir is None else Path(eval_dir)
     training = _training_body(run_dir / "history.csv", run_dir.name)  # first: the required input
     sections = [_metrics_section(run_dir / "metrics.json", eval_dir), *_eval_sections(eval_dir),
-                _section("Training", training, "training")]
-    return _page(f"SSL-MAE run report: {run_dir.name}", sections)
+                markup.section("Training", training, "training")]
+    return markup.page(f"SSL-MAE run report: {run_dir.name}", sections)
 
 
 def render_grid(grid_dir: Path, eval_dir: Path | None = None, fractions: pd.DataFrame | None = None) -> str:
@@ -235,42 +156,42 @@ def render_grid(grid_dir: Path, eval_dir: Path | None = None, fractions: pd.Data
     if fractions is not None:
         sections.append(_fractions_section(fractions, metric))
     sections.append(_trials_training_section(grid_dir, trials, selected))
-    return _page(f"SSL-MAE grid search report: {grid_dir.name}", sections)
+    return markup.page(f"SSL-MAE grid search report: {grid_dir.name}", sections)
 
 
 def _selection_section(trials: pd.DataFrame, selected: dict | None, selected_path: Path, metric: str) -> str:
     """The selected trial, the trials table (selected row highlighted), metric vs w."""
     name = None if selected is None else str(selected.get("trial"))
     if selected is None:
-        parts = [_note(f"{selected_path} not found: no selected trial to highlight.")]
+        parts = [markup.note(f"{selected_path} not found: no selected trial to highlight.")]
     else:
         value = selected.get("value")
         extra = {k: v for k, v in selected.items() if k not in ("trial", "metric", "value")}
-        parts = [f'<p class="highlight">Selected trial: <strong>{_esc(name)}</strong> '
-                 f"(validation {_esc(metric)} = {_fmt(value)})</p>"]
+        parts = [f'<p class="highlight">Selected trial: <strong>{markup.esc(name)}</strong> '
+                 f"(validation {markup.esc(metric)} = {markup.fmt(value)})</p>"]
         if extra:
-            parts.append(_kv_table(extra))
+            parts.append(markup.kv_table(extra))
         if name not in set(trials["trial"]):
-            parts.append(_note(f"Selected trial {name!r} is not in trials.csv."))
+            parts.append(markup.note(f"Selected trial {name!r} is not in trials.csv."))
     highlight = {i for i, t in enumerate(trials["trial"]) if t == name}
-    parts.append(_table(trials, highlight))
+    parts.append(markup.table(trials, highlight))
     try:
         col = plots.metric_column(trials, metric, ("val_",))
     except KeyError:
-        parts.append(_note(f"trials.csv has no column for {metric}: metric vs w plot skipped."))
+        parts.append(markup.note(f"trials.csv has no column for {metric}: metric vs w plot skipped."))
     else:
-        parts.append(_img(plots.metric_vs_w(trials, metric, selected=name), f"{col} vs w"))
-    return _section("Grid search over w", "\n".join(parts), "grid")
+        parts.append(markup.img(plots.metric_vs_w(trials, metric, selected=name), f"{col} vs w"))
+    return markup.section("Grid search over w", "\n".join(parts), "grid")
 
 
 def _fractions_section(fractions: pd.DataFrame, metric: str) -> str:
     try:
         col = plots.metric_column(fractions, metric, ("test_", "val_"))
     except KeyError:
-        body = _note(f"The fractions table has no column for {metric}: curve skipped.")
+        body = markup.note(f"The fractions table has no column for {metric}: curve skipped.")
     else:
-        body = _img(plots.label_fraction_curve(fractions, metric), f"{col} vs labeled fraction")
-    return _section("Label efficiency", body + _table(fractions), "fractions")
+        body = markup.img(plots.label_fraction_curve(fractions, metric), f"{col} vs labeled fraction")
+    return markup.section("Label efficiency", body + markup.table(fractions), "fractions")
 
 
 def _trial_folder(grid_dir: Path, trial: str, checkpoint: str | None = None) -> Path:
@@ -291,21 +212,12 @@ def _trials_training_section(grid_dir: Path, trials: pd.DataFrame, selected: dic
     checkpoints = trials["checkpoint"] if "checkpoint" in trials else [None] * len(trials)
     for trial, checkpoint in zip(trials["trial"], checkpoints):
         folder = _trial_folder(grid_dir, trial, checkpoint)
-        head = f"<h3>{_esc(trial)}{' (selected)' if trial == chosen else ''}</h3>"
+        head = f"<h3>{markup.esc(trial)}{' (selected)' if trial == chosen else ''}</h3>"
         if not (folder / "history.csv").is_file():
-            parts.append(head + _note(f"{folder / 'history.csv'} not found: curves of this trial skipped."))
+            parts.append(head + markup.note(f"{folder / 'history.csv'} not found: curves of this trial skipped."))
             continue
         body = _training_body(folder / "history.csv", trial)
         if (folder / "metrics.json").is_file():
-            body += _kv_table(_read_json(folder / "metrics.json"))
+            body += markup.kv_table(_read_json(folder / "metrics.json"))
         parts.append(head + body)
-    return _section("Training of each trial", "\n".join(parts), "trials")
-
-
-def write_report(html: str, out: Path) -> Path:  # noqa: F811  (the page; shadows the module here only)
-    """Write the page `html` to `out` atomically (a reader never sees half a page); returns out."""
-    out = Path(out)
-    with atomic_file(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
-        tmp.chmod(0o644)  # mkstemp makes 0600 files; a report is meant to be read by others
-    return out
+    return markup.section("Training of each trial", "\n".join(parts), "trials")

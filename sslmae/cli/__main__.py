@@ -1,0 +1,7 @@
+"""`python -m sslmae.cli` (torchrun's entry point in multi-node pods)."""
+
+import sys
+
+from sslmae.cli import main
+
+sys.exit(main())

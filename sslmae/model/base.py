@@ -1,0 +1,137 @@
+"""The SSL-MAE network (Stoimchev et al., IEEE JSTARS 2025): what every encoder variant shares.
+
+    imgs (N, 3, H, W) --variant's encoder under a mask--> tokens
+      -> mean of the tokens the head may see, for every row --head--> logits (N, C)   L_cls on labeled rows
+      -> variant's decoder --> recon (N, 3, H, W)                                L_rec on masked pixels
+    L = (1 - w) * L_rec + w * L_cls
+
+A variant (`sslmae.model.variants.VARIANTS`) says how the encoder sees a masked batch and
+which decoder reconstructs it: `train_outputs(imgs, mask) -> (logits, recon | None)`.
+Inference is the same for all: the whole image, no mask, every token pooled.
+Mask convention: (N, L) bool, True is masked.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslmae.data.masks import mask_to_pixels, random_patch_mask, visible_count
+from sslmae.model.backbone import build_encoder, load_pretrained
+from sslmae.model.losses import CLS_LOSSES, REC_LOSSES
+from sslmae.model.modes import MODES
+from sslmae.model.weight import LossWeight
+
+
+class SSLMAE(nn.Module):
+    """Shared parts: the timm encoder, the classification head, both losses and the weight w.
+    Subclasses add their decoder (when the mode reconstructs) and `train_outputs`."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        task: str = "mlc",
+        mode: str = "semi_supervised",
+        size: str = "mini",
+        img_size: int = 64,
+        patch_size: int = 8,
+        mask_ratio: float = 0.6,
+        mask_patch_size: int = 16,
+        rec_loss: str = "l1",
+        w: float = 0.5,
+        learn_w: bool = False,
+        drop_path: float = 0.0,
+        pretrained: str | None = None,
+    ):
+        super().__init__()
+        self.task, self.mode = task, MODES[mode]
+        self.img_size, self.patch_size = img_size, patch_size
+        self.mask_ratio, self.mask_patch_size = mask_ratio, mask_patch_size
+        self.rec_loss, self.cls_loss = REC_LOSSES[rec_loss], CLS_LOSSES[task]
+        self.encoder = build_encoder(size, img_size, patch_size, drop_path)
+        if pretrained:
+            load_pretrained(self.encoder, pretrained)
+        self.head = nn.Linear(self.embed_dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        # the baseline has no reconstruction term, so its objective is L_cls alone (w = 1)
+        self.weight = LossWeight(w if self.mode.reconstruct else 1.0, learn_w and self.mode.reconstruct)
+
+    @classmethod
+    def config_kwargs(cls, cfg) -> dict:
+        """The constructor's keyword arguments from a `sslmae.config.Config`."""
+        m = cfg.model
+        return dict(task=cfg.data.task, mode=cfg.loss.mode, size=m.size, img_size=cfg.data.img_size,
+                    patch_size=m.patch_size, mask_ratio=m.mask_ratio, mask_patch_size=m.mask_patch_size,
+                    rec_loss=m.rec_loss, w=cfg.loss.w, learn_w=cfg.loss.learn_w, drop_path=m.drop_path,
+                    pretrained=m.pretrained)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.encoder.embed_dim
+
+    @property
+    def num_patches(self) -> int:
+        return (self.img_size // self.patch_size) ** 2
+
+    @property
+    def num_visible(self) -> int:
+        """Patches each row keeps visible under `draw_mask` (a static count)."""
+        return visible_count(self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio)
+
+    def draw_mask(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, L) bool, `L - num_visible` True per row."""
+        return random_patch_mask(
+            n, self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio, device, generator
+        )
+
+    def encode(self, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs (N, 3, H, W) -> patch tokens (N, L, D), nothing masked."""
+        vit = self.encoder
+        x = vit.norm(vit.blocks(vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(imgs))))))
+        return x[:, vit.num_prefix_tokens :]
+
+    def classify(self, tokens: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (N, L, D), visible (N, L) bool or None (all) -> logits (N, C): mean-pool + head."""
+        if visible is None:
+            pooled = tokens.mean(1)
+        else:
+            v = visible.unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * v).sum(1) / v.sum(1).clamp_min(1.0)
+        return self.head(pooled)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Inference: imgs (N, 3, H, W) -> logits (N, C), no masking, all tokens pooled."""
+        return self.classify(self.encode(imgs))
+
+    def train_outputs(self, imgs: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """imgs (N, 3, H, W), mask (N, L) or None -> logits (N, C), recon (N, 3, H, W) or None."""
+        raise NotImplementedError
+
+    def training_losses(
+        self,
+        imgs: torch.Tensor,
+        targets: torch.Tensor,
+        labeled: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The joint objective for one batch.
+
+        imgs (N, 3, H, W) normalised; targets (N, C) 0/1 (ignored where not labeled);
+        labeled (N,) bool; mask (N, L) bool, drawn here when None and the mode reconstructs.
+        Returns loss, l_rec, l_cls, w (0-dim tensors) and recon (N, 3, H, W) or None.
+        Every row goes through the (tiny) head and the loss weighs labeled rows only, so shapes
+        stay static and the GPU never waits on the host for a count of labeled rows.
+        """
+        if not self.mode.reconstruct:
+            mask = None
+        elif mask is None:
+            mask = self.draw_mask(imgs.shape[0], imgs.device)
+        logits, recon = self.train_outputs(imgs, mask)
+        l_cls = self.cls_loss(logits.float(), targets.float(), labeled)
+        w = self.weight()
+        if recon is None:
+            return {"loss": l_cls, "l_rec": imgs.new_zeros(()), "l_cls": l_cls, "w": w, "recon": None}
+        pixel_mask = mask_to_pixels(mask, self.patch_size).float()
+        l_rec = self.rec_loss(recon.float(), imgs.float(), pixel_mask, self.patch_size)
+        return {"loss": (1 - w) * l_rec + w * l_cls, "l_rec": l_rec, "l_cls": l_cls, "w": w, "recon": recon}

@@ -1,0 +1,52 @@
+"""MLflow for one training run: Lightning's own MLFlowLogger receives every epoch's row
+(step = epoch, from `sslmae.train.history.EpochHistory`); params and environment at the start,
+files and plots at the end. Lightning logs from rank 0 only.
+
+A resumed run continues the MLflow run it started (recorded in out_dir/mlflow_run.json),
+so a kill and resume leaves one run, not two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from sslmae.config import Config
+from sslmae.report import plots
+from sslmae.tracking.runs import (environment, flat_params, log_files, log_plots, record_run, recorded_run_id,
+                                  tracking_uri)
+
+
+def train_logger(cfg: Config, out_dir: str | Path, resumed: bool) -> MLFlowLogger | None:
+    """The logger of a run (None when tracking is off, and on every DDP rank but the first, which
+    alone logs: its rank comes from the launcher's environment, before the Trainer exists);
+    a resumed run gets its earlier MLflow run."""
+    if not cfg.tracking.enabled or rank_zero_only.rank != 0:
+        return None
+    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=Path(out_dir).name,
+                        tracking_uri=tracking_uri(cfg), tags={"sslmae.kind": "train", **environment()},
+                        run_id=recorded_run_id(out_dir) if resumed else None)
+
+
+def log_train_start(logger: MLFlowLogger | None, cfg: Config, out_dir: str | Path, resumed: bool) -> None:
+    """On rank 0: the params (once per MLflow run) and out_dir/mlflow_run.json."""
+    if logger is None:
+        return
+    if not resumed:
+        logger.log_hyperparams(flat_params(cfg))
+    record_run(out_dir, logger.experiment.get_run(logger.run_id))
+
+
+def log_train_end(logger: MLFlowLogger | None, cfg: Config, out: Path) -> None:
+    """Files and plots of a finished run."""
+    if logger is None:
+        return
+    run_id = logger.run_id
+    log_files(cfg, run_id, {"metrics": out / "metrics.json", "history": out / "history.csv"})
+    log_files(cfg, run_id, {"model": out / "model.pt"}, artifact_path="model")
+    history = pd.read_csv(out / "history.csv")
+    log_plots(cfg, run_id, {"learning_curves.png": plots.learning_curves(history),
+                            "w_trajectory.png": plots.w_trajectory(history)})

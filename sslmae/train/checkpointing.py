@@ -1,0 +1,75 @@
+"""Lightning checkpoints of a run, in <out_dir>/checkpoints/:
+
+    last.ckpt   the resumable state (weights, optimiser, scheduler, loops, callbacks' state,
+                sslmae's config and RNG) every train.checkpoint_every epochs and after the last
+    best.ckpt   the weights of the best validated epoch (by the task's primary metric)
+
+Both are Lightning's ModelCheckpoint; every file is written through `AtomicCheckpointIO`
+(temporary name, fsync, rename), so a kill never leaves half a checkpoint under its name.
+They hold tensors and primitives only and load with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+CHECKPOINT_DIR = "checkpoints"
+LAST, BEST = "last", "best"
+
+
+def last_checkpoint(out_dir: str | Path) -> Path:
+    return Path(out_dir) / CHECKPOINT_DIR / f"{LAST}.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to a temporary sibling, fsync, then rename onto the checkpoint's name."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint of the resumable state every N epochs, and also after the final epoch
+    (which N need not divide): a finished run always leaves its final state."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        epoch = trainer.current_epoch + 1
+        if epoch == trainer.max_epochs and epoch % (self._every_n_epochs or 1):
+            trainer.save_checkpoint(Path(self.dirpath) / f"{LAST}.ckpt", weights_only=False)
+
+
+def checkpoint_callbacks(out_dir: str | Path, every_n_epochs: int, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """(last, best): the resumable state every `every_n_epochs` epochs (saved at the end of the
+    training epoch, after its validation), and the weights of the best epoch by `monitor`."""
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    last = LastCheckpoint(dirpath=folder, filename=LAST, monitor=None, save_top_k=1, every_n_epochs=every_n_epochs,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=folder, filename=BEST, monitor=monitor, mode="max", save_top_k=1,
+                           save_weights_only=True, save_on_train_epoch_end=False, enable_version_counter=False,
+                           auto_insert_metric_name=False)
+    return last, best
+
+
+def best_weights(path: str | Path, prefix: str = "model.") -> tuple[int, dict[str, torch.Tensor]]:
+    """(epoch, state dict of the LightningModule's `model`) from a checkpoint file."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt["epoch"], {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 # imports of these packages fail in the child, as on the lent machine where they are absent
@@ -19,6 +21,7 @@ def run_bench(script: str, *args: str, timeout: int = 300) -> subprocess.Complet
 KEYS = {"gpu", "torch", "model", "encoder", "batch", "compiled", "what", "img_per_s", "tflops", "peak_mem_gib", "date"}
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_bench_gpu_smoke_on_cpu(tmp_path, synth_dir):
     proc = run_bench("bench_gpu.py", "--device", "cpu", "--models", "micro", "--batches", "4", "--img-size", "32",
                      "--patch", "4", "--mask-patch", "8", "--steps", "2", "--warmup", "1", "--compiled", "eager",

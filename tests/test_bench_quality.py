@@ -14,6 +14,7 @@ from tests.test_bench_gpu import run_bench
 KEYS = {"dataset", "fraction", "mode", "w", "pretrained", "train_seconds", "gpu", "macro_auprc", "micro_f1", "macro_f1"}
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_quality_bench_writes_the_issue_keys_a_plot_and_a_table(tmp_path, synth_dir):
     predefined = write_predefined(synth_dir, tmp_path / "split_seed42.csv")
     proc = run_bench("bench_quality.py", "--data", str(synth_dir), "--predefined", str(predefined),
@@ -75,6 +76,7 @@ def test_pack_ucm_names_what_is_missing_and_leaves_nothing(tmp_path, drop):
     assert not (tmp_path / "dst").exists()
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, synth_dir):
     """The device script's plumbing, with a tiny recipe: data folder, recipe, results under $OUT."""
     import os

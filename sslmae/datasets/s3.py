@@ -28,8 +28,8 @@ def _s3_client(endpoint: str | None, url: str = "s3://"):
     """A boto3 S3 client; endpoint None lets boto3 read AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL."""
     try:
         import boto3  # lazy: only S3 sources need it
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError
+        from botocore.config import Config  # comes with boto3
+        from botocore.exceptions import BotoCoreError  # comes with boto3
     except ImportError as exc:
         raise SourceError(f"{url}: s3:// sources need boto3 (pip install boto3)") from exc
     # few quick retries: an unreachable endpoint should fail in seconds, not minutes
@@ -43,7 +43,7 @@ def _s3_client(endpoint: str | None, url: str = "s3://"):
 
 def _s3_error(exc: Exception, url: str, endpoint: str) -> SourceError:
     """Translate a botocore exception into a SourceError naming the URL and endpoint."""
-    from botocore import exceptions as bx
+    from botocore import exceptions as bx  # boto3 is optional: only S3 sources need it
 
     where = f"{url} (endpoint {endpoint})"
     bucket = urlparse(url).netloc
@@ -157,7 +157,7 @@ def materialize_s3(url: str, workdir: Path, endpoint: str | None = None) -> Path
     """Download an S3 prefix (or one archive object) into a fresh folder of `workdir`."""
     bucket, key = _parse_s3(url)
     client = _s3_client(endpoint, url)
-    from botocore.exceptions import BotoCoreError, ClientError  # there: _s3_client checked
+    from botocore.exceptions import BotoCoreError, ClientError  # optional, as boto3; _s3_client checked it is there
 
     try:
         if archive_suffix(key):
@@ -180,7 +180,7 @@ def object_fetcher(workdir: Path, endpoint: str | None = None) -> Callable[[str]
         if not clients:
             clients.append(_s3_client(endpoint, uri))
         client = clients[0]
-        from botocore.exceptions import BotoCoreError, ClientError  # there: _s3_client checked
+        from botocore.exceptions import BotoCoreError, ClientError  # optional, as boto3; _s3_client checked it is there
 
         dest = Path(workdir) / "objects" / safe_name(bucket) / Path(*parts)
         try:
@@ -204,7 +204,7 @@ def fetch_file_if_exists(uri: str, dest: Path, endpoint: str | None = None) -> b
         return True
     bucket, key = _parse_s3(uri)
     client = _s3_client(endpoint, uri)
-    from botocore.exceptions import BotoCoreError, ClientError  # there: _s3_client checked
+    from botocore.exceptions import BotoCoreError, ClientError  # optional, as boto3; _s3_client checked it is there
 
     try:
         _get_object(client, bucket, key, dest)
@@ -226,7 +226,7 @@ def publish_file(path: Path, uri: str, endpoint: str | None = None) -> None:
         return
     bucket, key = _parse_s3(uri)
     client = _s3_client(endpoint, uri)
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # optional, as boto3; _s3_client checked it
 
     try:
         client.upload_file(str(path), bucket, key)  # S3 objects appear whole: no partial reads

@@ -13,6 +13,7 @@ from typing import Callable
 
 import timm
 import torch
+from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 Factory = Callable[..., VisionTransformer]
@@ -52,8 +53,6 @@ def build_encoder(name: str, img_size: int, patch_size: int, drop_path: float = 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     obj = torch.load(path, map_location="cpu", weights_only=True)  # never arbitrary pickles
     for key in ("model", "state_dict", "module"):  # common wrappers (DeiT, Lightning, DDP)

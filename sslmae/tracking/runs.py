@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -121,13 +123,8 @@ def log_plots(cfg: Config, run_id: str, plots: dict[str, bytes], artifact_path: 
 
 def log_metrics(cfg: Config, run_id: str, metrics: dict, step: int | None = None) -> None:
     """Log the finite numbers of `metrics` to run `run_id` (NaN: a metric undefined on this data)."""
-    import math
-    import time
-
-    from mlflow.entities import Metric
-
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
+    batch = [mlflow_module().entities.Metric(k, float(v), now, step or 0) for k, v in metrics.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
     if batch:
         client(cfg).log_batch(run_id, metrics=batch)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RawDataset, Record
@@ -69,8 +70,6 @@ def _resolve(cell: str, base: Path, fetch) -> Path:
 
 def _read_canonical(path: Path, meta: dict) -> RawDataset:
     """An sslmae-ingested folder: its manifest already holds vectors, names and splits."""
-    import pyarrow.parquet as pq
-
     rows = pq.read_table(path, columns=["image", "path", "labels", "split", "source"]).to_pylist()
     records = [Record(image=r["image"], files=(path.parent / r["path"],), labels=np.asarray(r["labels"], np.uint8),
                       split=r["split"], source=r["source"]) for r in rows]
@@ -84,8 +83,6 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
     if path is None:
         raise DatasetError(f"{root}: no {' or '.join(NAMES)}")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         meta = pq.read_schema(path).metadata or {}
         if b"sslmae.label_names" in meta:  # re-ingesting an ingested folder is an identity
             return _read_canonical(path, meta)

@@ -4,9 +4,10 @@ For each labeled fraction of the train part of `split_seed42.csv` (val and test 
 433 images) and each mode, train with a params file and evaluate on the test part. No
 pretrained weights unless the params file names a local file. Writes:
 
-  bench/results/quality_<date>.jsonl   one line per run: dataset, fraction, mode, w, pretrained,
-                                       train_seconds, gpu, macro_auprc, micro_f1, macro_f1, params,
-                                       img_size, model, epochs, date
+  bench/results/quality_<date>.jsonl   one line per run, appended as each finishes: dataset,
+                                       fraction, mode, seed, split_seed, w, pretrained, labeled,
+                                       train_seconds, gpu, val_macro_auprc, macro_auprc, micro_f1,
+                                       macro_f1, params, img_size, model, epochs, date
                                        (labeled-only modes train as many optimizer steps as
                                        semi_supervised, unless --equal-epochs)
   --plot PNG                           macro AUPRC vs labeled fraction, one line per mode
@@ -15,6 +16,10 @@ and prints the table as markdown (docs/results.md quotes it).
 
     PYTHONPATH=. python bench/bench_quality.py --params recipes/ucm_cpu.yaml --plot docs/img/fractions_cpu.png
     PYTHONPATH=. python bench/bench_quality.py --fractions 0.1 --modes semi_supervised train.epochs=5
+    PYTHONPATH=. python bench/bench_quality.py --seeds 42 1 2 --fractions 0.05 0.1   # seed and split.seed
+
+--seeds: each seed sets both `seed` (initialisation, masks, augmentation, batches) and
+`split.seed` (which train images are labeled); val and test stay the predefined ones.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import os
 import platform
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -64,6 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--predefined", type=Path, default=None, help="train/val/test table (default: <data>/split_seed42.csv)")
     p.add_argument("--params", type=Path, default=REPO / "params.yaml", help="the recipe (a params file)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25])
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="one run per seed (seed and split.seed); default: the params file's")
     p.add_argument("--modes", nargs="+", default=["semi_supervised", "supervised_baseline"],
                    help="semi_supervised, supervised, supervised_baseline")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "quality", help="runs, splits, the image cache")
@@ -74,7 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", help="section.key=value on top of the params file")
     args = p.parse_args(argv)
 
-    from sslmae.config import load_config
+    from sslmae.config import load_config, updated
     from sslmae.fractions import fraction_curve, modes_and_overrides
 
     try:
@@ -91,21 +100,30 @@ def main(argv=None) -> int:
     cfg = load_config(args.params, [
         f"data.cache_dir={args.work / 'cache'}", "train.progress_bar=false", *args.overrides, f"data.dir={args.data}",
         "tracking.enabled=false"])
-    table = fraction_curve(cfg, args.fractions, modes, args.work, args.work / "fractions.csv", predefined,
-                           equal_steps=not args.equal_epochs)
-
     date = dt.date.today().isoformat()
-    common = {"dataset": args.data.name, "pretrained": bool(cfg.model.pretrained), "gpu": device_name(),
-              "params": args.params.name, "overrides": args.overrides, "img_size": cfg.data.img_size,
-              "model": cfg.model.size, "encoder": cfg.model.encoder, "date": date}
-    rows = [{**common, "fraction": r["fraction"], "mode": r["mode"], "epochs": r["epochs"], "w": r["w"],
-             "train_seconds": r["train_seconds"],
-             **{k: r[f"test_{k}"] for k in METRICS}} for r in table.to_dict("records")]
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"quality_{date}.jsonl"
-    with open(out, "a", encoding="utf-8") as fh:  # one line per run, appended per invocation
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+    rows, tables = [], []
+    for seed in args.seeds or [cfg.seed]:
+        scfg = cfg if args.seeds is None else updated(cfg, {"seed": seed, "split.seed": seed})
+        work = args.work if args.seeds is None else args.work / f"seed{seed}"
+        for fraction in args.fractions:  # rows appended as they are measured: a long run keeps its results
+            table = fraction_curve(scfg, [fraction], modes, work, work / "fractions.csv", predefined,
+                                   equal_steps=not args.equal_epochs)
+            tables.append(table)
+            common = {"dataset": args.data.name, "pretrained": bool(cfg.model.pretrained), "gpu": device_name(),
+                      "params": args.params.name, "overrides": args.overrides, "img_size": cfg.data.img_size,
+                      "model": cfg.model.size, "encoder": cfg.model.encoder, "seed": scfg.seed,
+                      "split_seed": scfg.split.seed, "date": date}
+            new = [{**common, "fraction": r["fraction"], "mode": r["mode"], "epochs": r["epochs"], "w": r["w"],
+                    "labeled": r["labeled"], "train_seconds": r["train_seconds"],
+                    "val_macro_auprc": r["val_macro_auprc"], **{k: r[f"test_{k}"] for k in METRICS}}
+                   for r in table.to_dict("records")]
+            with open(out, "a", encoding="utf-8") as fh:
+                for row in new:
+                    fh.write(json.dumps(row) + "\n")
+            rows += new
+    table = pd.concat(tables, ignore_index=True)
     if args.plot is not None:
         from sslmae.atomic import atomic_file
         from sslmae.report.plots import label_fraction_curve

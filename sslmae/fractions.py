@@ -77,6 +77,8 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
             metrics = evaluate(result.checkpoint, work / f"eval_{mode}_{fraction}", subset="test",
                                dataset_dir=cfg.data.dir, split_file=split_file, threshold=cfg.evaluate.threshold)
             rows.append({"fraction": fraction, "mode": mode, "epochs": tcfg.train.epochs,
+                         "labeled": int((split["subset"] == "labeled").sum()),
+                         "val_macro_auprc": (result.val_metrics or {}).get("macro_auprc"),
                          "w": result.w_per_epoch[-1] if result.w_per_epoch else None,
                          "train_seconds": round(result.seconds, 1),
                          **{f"test_{k}": metrics[k] for k in COLUMNS if k in metrics}})

@@ -154,8 +154,9 @@ def test_jitter_hue_only_changes_hue_not_value():
 def test_blur_matches_torchvision_per_image_sigma():
     x = batch(3, 32)
     sigma = torch.tensor([0.3, 1.0, 2.0])
-    want = torch.stack([TF.gaussian_blur(x[i], [23, 23], [float(sigma[i])] * 2) for i in range(3)])
-    assert torch.allclose(C.blur(x, sigma, 23), want, atol=1e-5)
+    for taps in (5, 23):  # the authors' 5 taps, and a kernel wider than the image's eighth
+        want = torch.stack([TF.gaussian_blur(x[i], [taps, taps], [float(sigma[i])] * 2) for i in range(3)])
+        assert torch.allclose(C.blur(x, sigma, taps), want, atol=1e-5)
 
 
 def test_blur_tiny_sigma_is_identity_and_large_sigma_smooths():
@@ -167,11 +168,20 @@ def test_blur_tiny_sigma_is_identity_and_large_sigma_smooths():
     assert torch.allclose(smooth.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.02)  # no energy lost
 
 
-def test_blur_default_kernel_is_close_to_the_authors_23_taps():
+def test_blur_default_kernel_is_the_authors_5_taps():
     x = batch(4, 48)
-    a = C.gaussian_blur(x, 1.0, generator=gen(0))  # 13 taps for sigma <= 2
-    b = C.gaussian_blur(x, 1.0, kernel_size=23, generator=gen(0))
-    assert (a - b).abs().max() < 3e-3
+    a = C.gaussian_blur(x, 1.0, generator=gen(0))
+    b = C.gaussian_blur(x, 1.0, kernel_size=5, generator=gen(0))
+    assert torch.equal(a, b)
+
+
+def test_per_image_probabilities_and_sigma_bounds():
+    x = batch(64, 16)
+    p = torch.tensor([0.0] * 32 + [1.0] * 32)
+    y = C.gaussian_blur(x, p, sigma=(torch.full((64,), 1.0), torch.full((64,), 2.0)), generator=gen(1))
+    assert torch.equal(y[:32], x[:32]) and not any(torch.equal(y[i], x[i]) for i in range(32, 64))
+    g = C.random_grayscale(x, p, generator=gen(2))
+    assert torch.equal(g[:32], x[:32]) and torch.equal(g[32:, 0], g[32:, 1])
 
 
 def test_blur_applies_to_a_subset_with_probability_p():

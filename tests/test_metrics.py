@@ -18,8 +18,8 @@ def test_hand_computed_small_case():
     assert average_precision(Y[:, 1], S[:, 1]) == pytest.approx((1 + 2 / 3) / 2)
     # one-error: top labels 0,1,0,1 -> row 3 wrong (label 1 not true)
     assert one_error(Y, S) == pytest.approx(0.25)
-    # coverage: worst true rank per row: 2, 1, 3, 2 -> mean 2
-    assert coverage(Y, S) == pytest.approx(2.0)
+    # coverage: worst true rank per row: 2, 1, 3, 2 -> steps below the top: 1, 0, 2, 1 -> mean 1
+    assert coverage(Y, S) == pytest.approx(1.0)
     # ranking loss: row0 pairs (0>1 ok, 2>1 ok)=0; row1 (1 vs 0,2: .7>.6 ok,.7>.1 ok)=0;
     # row2 (0 vs 2 ok, 1 .3 < .35 bad)=1/2; row3 (2 .5 vs 0 .1 ok, vs 1 .55 bad)=1/2
     assert ranking_loss(Y, S) == pytest.approx(0.25)
@@ -46,7 +46,8 @@ def test_mlc_suite_matches_sklearn(seed):
     assert m["macro_auprc"] == pytest.approx(skm.average_precision_score(y, s, average="macro"))
     assert m["weighted_auprc"] == pytest.approx(skm.average_precision_score(y, s, average="weighted"))
     assert m["ranking_loss"] == pytest.approx(skm.label_ranking_loss(y, s))
-    assert m["coverage"] == pytest.approx(skm.coverage_error(y, s))
+    has = y.any(1)  # the authors drop rows without a label, then report coverage_error - 1
+    assert m["coverage"] == pytest.approx(skm.coverage_error(y[has], s[has]) - 1)
     assert m["hamming_loss"] == pytest.approx(skm.hamming_loss(y, pred))
     assert m["subset_accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     for avg in ("micro", "macro"):
@@ -57,7 +58,8 @@ def test_mlc_suite_matches_sklearn(seed):
     assert m["example_precision"] == pytest.approx(skm.precision_score(y, pred, average="samples", zero_division=0))
     assert m["example_recall"] == pytest.approx(skm.recall_score(y, pred, average="samples", zero_division=0))
     top = s.argmax(1)
-    assert m["one_error"] == pytest.approx(np.mean(y[np.arange(len(y)), top] == 0))
+    counted = y.any(1) & ~y.all(1)  # the authors' one-error skips rows with no or all labels
+    assert m["one_error"] == pytest.approx(np.mean((y[np.arange(len(y)), top] == 0)[counted]))
 
 
 def test_absent_labels_are_left_out_of_auprc_and_counted():

@@ -114,6 +114,11 @@ def _describe(error: dict) -> str:
         return f"must be one of [{ctx['expected'].replace(' or ', ', ')}], got {value!r}"
     if kind == "extra_forbidden":
         return "unknown key"
+    if kind in ("too_short", "too_long"):
+        n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        return f"must have {'at least' if kind == 'too_short' else 'at most'} {n} items{got}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
     messages = {"int_type": "expected an integer", "int_from_float": "expected an integer",
                 "float_type": "expected a number", "finite_number": "must be finite",
                 "bool_type": "expected true or false", "string_type": "expected a string",
@@ -151,16 +156,38 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("loss.learn_w: supervised_baseline has no reconstruction term, so w cannot be learned")
 
 
+def _merged(defaults: Any, data: Any) -> Any:
+    """`data` laid over `defaults`, mapping by mapping: a section given in part keeps the
+    defaults of the keys it leaves out. Anything that is not a mapping replaces the default."""
+    if not isinstance(defaults, dict) or not isinstance(data, dict):
+        return data
+    return {**defaults, **{k: _merged(defaults.get(k), v) for k, v in data.items()}}
+
+
 def from_dict(data: dict) -> Config:
     """Validated `Config` from a plain mapping (as read from YAML); missing keys take defaults."""
     try:
-        cfg = Config.model_validate(data or {})
+        cfg = Config.model_validate(_merged(Config().model_dump(), data or {}))
     except ValidationError as exc:
         error = exc.errors()[0]  # the first problem, in the file's order
         extra = _known(error["loc"]) if error["type"] == "extra_forbidden" else ""
         raise ConfigError(f"{_loc(error['loc'])}: {_describe(error)}{extra}") from None
     _cross_checks(cfg)
     return cfg
+
+
+# keys older sslmae versions wrote into model files, with what replaced them
+RETIRED_KEYS = {("data", "crop_scale_min"): "augment.*.crop_scale", ("data", "flips"): "augment.*.vflip, rot90"}
+
+
+def from_saved(data: dict) -> Config:
+    """The Config stored in a model file, which an older sslmae may have written: retired keys
+    (augmentation settings that only mattered for training) are dropped, new keys take defaults."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
+    for section, key in RETIRED_KEYS:
+        if isinstance(data.get(section), dict):
+            data[section].pop(key, None)
+    return from_dict(data)
 
 
 def to_dict(cfg: Config) -> dict:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from sslmae.data.augment import AUTHORS_LABELED, AUTHORS_UNLABELED
+from sslmae.data.masks import MASK_COUNTS
 from sslmae.datasets.layouts import LAYOUTS
 from sslmae.datasets.problems import ON_BAD
 from sslmae.hardware import ACCELERATORS, COMPILE, PRECISIONS
 from sslmae.model.backbone import ENCODERS
-from sslmae.model.losses import CLS_LOSSES, REC_LOSSES
+from sslmae.model.head import HEADS
+from sslmae.model.losses import CLS_LOSSES, REC_LOSSES, REC_TARGETS
 from sslmae.model.modes import MODES
+from sslmae.model.optim import DECAY_RULES
 from sslmae.model.variants import VARIANTS
 from sslmae.split import SUBSET_GROUPS
 
@@ -33,6 +37,24 @@ def _integral(value: Any) -> Any:
 
 
 Int = Annotated[int, BeforeValidator(_integral)]
+
+
+def _ordered(pair: list[float]) -> list[float]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"must be [min, max] with min <= max, got {pair}")
+    return pair
+
+
+def _odd(value: int) -> int:
+    if value % 2 != 1:
+        raise ValueError(f"must be odd, got {value}")
+    return value
+
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Range = Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=2, max_length=2), AfterValidator(_ordered)]
+UnitRange = Annotated[list[Annotated[float, Field(gt=0.0, le=1.0)]], Field(min_length=2, max_length=2),
+                      AfterValidator(_ordered)]
 
 
 class Section(BaseModel):
@@ -63,8 +85,37 @@ class DataConfig(Section):
     # decode once into <cache_dir>/<key>.npy (uint8, rebuilt when a file or img_size changes)
     cache: bool = True
     cache_dir: str = Field("data/cache", min_length=1, pattern=r"\S")
-    crop_scale_min: float = Field(0.6, ge=0.05, le=1.0)  # batch random-resized-crop area range
-    flips: bool = True  # flips and 90-degree turns
+    # semi_supervised: redraw the labeled partners of every batch, or draw one partner per unlabeled
+    # image once per run (fixed: the authors' RandomState(seed) upsampling)
+    pairing: Literal["redraw", "fixed"] = "redraw"
+    drop_last: bool = False  # drop an epoch's last, smaller batch (the authors do)
+
+
+class StreamConfig(Section):
+    """One stream's batch augmentation on the device (sslmae.data.augment.StreamAugment)."""
+
+    crop_scale: UnitRange  # area fraction of the random resized crop
+    crop_ratio: Range  # its aspect-ratio range
+    hflip: Unit  # probabilities per image
+    vflip: Unit
+    rot90: bool  # also transpose (p 0.5): with both flips, all 8 turns and mirrors
+    jitter: Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=4, max_length=4)]  # b, c, s, hue
+    jitter_p: Unit
+    grayscale_p: Unit
+    blur_p: Unit
+    blur_kernel: Annotated[Int, Field(ge=1), AfterValidator(_odd)]
+    blur_sigma: Range
+
+
+def _stream(preset) -> StreamConfig:
+    return StreamConfig(**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(preset).items()})
+
+
+class AugmentConfig(Section):
+    """Labeled and unlabeled rows of a batch each get their own augmentation (the authors')."""
+
+    labeled: StreamConfig = _stream(AUTHORS_LABELED)
+    unlabeled: StreamConfig = _stream(AUTHORS_UNLABELED)
 
 
 class SplitConfig(Section):
@@ -86,7 +137,10 @@ class ModelConfig(Section):
     patch_size: Int = Field(8, ge=1)
     mask_ratio: float = Field(0.6, ge=0.0, lt=1.0)
     mask_patch_size: Int = Field(16, ge=1)
+    mask_count: one_of(MASK_COUNTS) = "ceil"  # masked cells: ceil(ratio * cells) (the authors) or round
     rec_loss: one_of(REC_LOSSES) = "l1"
+    rec_target: one_of(REC_TARGETS) = "raw"  # raw: the augmented [0, 1] pixels; normalized: the encoder input
+    head: one_of(HEADS) = "linear"  # linear: the paper's FC; mlp: the authors' code
     drop_path: float = Field(0.1, ge=0.0, lt=1.0)
     pretrained: Optional[str] = None  # local weights file; None = random init
 
@@ -98,6 +152,7 @@ class LossConfig(Section):
     w: float = Field(0.5, ge=0.0, le=1.0)
     learn_w: bool = False  # w = sigmoid(theta), theta initialised so that w starts at `w`
     w_lr: float = Field(1e-2, gt=0.0)
+    baseline_mask: bool = True  # supervised_baseline masks its input and pools visible tokens (the authors)
 
 
 class TrainConfig(Section):
@@ -108,6 +163,8 @@ class TrainConfig(Section):
     batch_size: Int = Field(32, ge=1)  # labeled images per step (+ as many unlabeled)
     lr: float = Field(5e-4, gt=0.0)
     weight_decay: float = Field(0.05, ge=0.0)
+    weight_decay_on: one_of(DECAY_RULES) = "weights"  # weights: matrices only; all: every parameter
+    betas: Annotated[list[Annotated[float, Field(ge=0.0, lt=1.0)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]
     warmup_epochs: float = Field(2.0, ge=0.0)
     min_lr_ratio: float = Field(0.01, ge=0.0, le=1.0)
     accelerator: one_of(ACCELERATORS) = "auto"
@@ -120,6 +177,9 @@ class TrainConfig(Section):
     compile: one_of(COMPILE) = "auto"
     checkpoint_every: Int = Field(1, ge=1)  # resumable checkpoint every N epochs (and after the last)
     val_every: Int = Field(1, ge=1)  # validate (and select the best weights) every N epochs
+    select: Literal["best", "last"] = "best"  # model.pt: the best validated epoch, or the last one
+    early_stop_patience: Int = Field(0, ge=0)  # stop after N validations without a lower val_loss; 0: off
+    min_epochs: Int = Field(1, ge=1)  # early stopping never stops before this
     # auto: continue from out_dir/checkpoints/last.ckpt when made with the same params, else start
     # over; strict: refuse a checkpoint made with other params; never: always start over
     resume: Literal["auto", "strict", "never"] = "auto"
@@ -157,6 +217,7 @@ class Config(Section):
     seed: Int = 42
     synth: SynthConfig = SynthConfig()
     data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()

@@ -5,15 +5,14 @@ Every function takes a float batch `x: (N, 3, H, W)` with values in [0, 1] (i.e.
 shape, dtype and device, still in [0, 1]. Per-image random parameters are drawn as
 tensors on `x.device` (so a `generator`, when given, must live on that device too) and
 applied to the whole batch at once: there is no Python loop over images, and on a GPU
-nothing waits for the host except `gaussian_blur`'s subset selection.
+nothing waits for the host. Probabilities may be one per image ((N,) tensors), which is how
+`sslmae.data.augment` gives labeled and unlabeled rows of one batch their own settings.
 
 The semantics follow torchvision's transforms (the SSL-MAE authors' pipeline):
 `ColorJitter(brightness, contrast, saturation, hue)`, `RandomGrayscale(p)` and
 `RandomApply([GaussianBlur(kernel_size, sigma)], p)`. Differences, all deliberate:
 - torchvision applies the four jitter operations in a random order per call;
   `color_jitter` always applies brightness -> contrast -> saturation -> hue.
-- `gaussian_blur` picks a kernel size from sigma unless told (13 taps for sigma <= 2,
-  where the authors use 23; see its docstring).
 - the authors run these on PIL images (uint8 rounding after each op); here every op works
   on floats and rounds nowhere.
 
@@ -24,7 +23,6 @@ the random functions draw the factors and apply the same arithmetic.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -166,9 +164,9 @@ def _uniform(n: int, rng: tuple[float, float], x: torch.Tensor, generator) -> to
     return rng[0] + (rng[1] - rng[0]) * u
 
 
-def _coin(n: int, p: float, x: torch.Tensor, generator) -> torch.Tensor:
-    """(N,) bool, each True with probability p."""
-    if not 0.0 <= p <= 1.0:
+def _coin(n: int, p: float | torch.Tensor, x: torch.Tensor, generator) -> torch.Tensor:
+    """(N,) bool, each True with probability p (a number, or one per image: (N,))."""
+    if not isinstance(p, torch.Tensor) and not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be in [0, 1], got {p}")
     return torch.rand(n, device=x.device, generator=generator) < p
 
@@ -201,7 +199,17 @@ def color_jitter(
         raise ValueError(f"hue range must lie in [-0.5, 0.5], got {h_rng}")
     apply = _coin(n, p, x, generator)
     factors = [None if r is None else _uniform(n, r, x, generator) for r in (b_rng, c_rng, s_rng, h_rng)]
-    bf, cf, sf, hf = (None if f is None else f.view(-1, 1, 1, 1) for f in factors)
+    return jitter_with_factors(x, *factors, apply=apply)
+
+
+def jitter_with_factors(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
+                        saturation: torch.Tensor | None, hue: torch.Tensor | None,
+                        apply: torch.Tensor) -> torch.Tensor:
+    """x: (N, 3, H, W) in [0, 1]; each factor (N,) or None (op off); apply: (N,) bool, the rows
+    jittered (the others come back unchanged, bit for bit). Order: brightness, contrast,
+    saturation, hue."""
+    bf, cf, sf, hf = (None if f is None else f.to(x.dtype).view(-1, 1, 1, 1)
+                      for f in (brightness, contrast, saturation, hue))
     out = x.clone()
     if bf is not None:
         _brightness_(out, bf)
@@ -216,40 +224,33 @@ def color_jitter(
     return torch.where(~apply.view(-1, 1, 1, 1), x, out, out=out)
 
 
-def random_grayscale(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """x: (N, 3, H, W) -> same; each image, with probability p, becomes its luma on all
-    three channels (torchvision's RandomGrayscale(p))."""
+def random_grayscale(x: torch.Tensor, p: float | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x: (N, 3, H, W) -> same; each image, with probability p (a number or (N,)), becomes its
+    luma on all three channels (torchvision's RandomGrayscale(p))."""
     gray = _coin(x.shape[0], p, x, generator).view(-1, 1, 1, 1)
     return torch.where(gray, rgb_to_grayscale(x), x)  # (N, 1, H, W) luma broadcasts
 
 
 def gaussian_blur(
     x: torch.Tensor,
-    p: float,
-    sigma: tuple[float, float] = (0.1, 2.0),
-    kernel_size: int | None = None,
+    p: float | torch.Tensor,
+    sigma: tuple[float, float] | tuple[torch.Tensor, torch.Tensor] = (0.1, 2.0),
+    kernel_size: int = 5,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """x: (N, C, H, W) -> same; each image, with probability p, is blurred with a sigma
-    drawn uniformly from `sigma` (torchvision's RandomApply(GaussianBlur(k, sigma), p)).
+    """x: (N, C, H, W) -> same; each image, with probability p (a number or (N,)), is blurred
+    with a sigma drawn uniformly from `sigma` (numbers, or (N,) bounds per image): torchvision's
+    RandomApply([GaussianBlur(kernel_size, sigma)], p). The authors use 5 taps.
 
-    kernel_size None: 2 * ceil(3 * sigma_max) + 1 (13 for sigma_max = 2), which keeps
-    99.7 % of the Gaussian's mass; the authors' 23 taps (5.5 sigma at sigma = 2) cost
-    about twice as much and change pixels by under 0.003 on the [0, 1] scale.
-    Only the chosen images are convolved (index, blur, scatter back): blur is the most
-    expensive op here, and p = 0.5 halves it. The index costs one host sync on a GPU.
+    Every image is convolved and the chosen ones kept (a where-select): selecting the subset
+    first would need its size on the host, a sync on a GPU, and 5 separable taps are cheap.
     """
-    lo, hi = float(sigma[0]), float(sigma[1])
-    if not 0.0 < lo <= hi:
+    lo, hi = sigma
+    if not isinstance(lo, torch.Tensor) and not 0.0 < float(lo) <= float(hi):
         raise ValueError(f"sigma must satisfy 0 < min <= max, got {sigma}")
-    if kernel_size is None:
-        kernel_size = 2 * math.ceil(3.0 * hi) + 1
     _check_kernel(kernel_size, x)  # up front: even when no image is drawn for blurring
     n = x.shape[0]
     chosen = _coin(n, p, x, generator)
-    s = _uniform(n, (lo, hi), x, generator)  # drawn for every image: draws don't depend on p
-    idx = chosen.nonzero().squeeze(1)
-    out = x.clone()
-    if idx.numel():
-        out[idx] = blur(x[idx], s[idx], kernel_size)
-    return out
+    u = torch.rand(n, device=x.device, dtype=x.dtype, generator=generator)  # drawn for every image
+    s = lo + (hi - lo) * u
+    return torch.where(chosen.view(-1, 1, 1, 1), blur(x, s, kernel_size), x)

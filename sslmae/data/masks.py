@@ -1,23 +1,33 @@
 """Random patch masks, generated in batches on the model's device (SimMIM style).
 
-A mask is drawn on a grid of `mask_patch_size` cells, exactly round(ratio * cells) of them
-masked per image, then upsampled to the model's patch grid. Convention: 1 is masked.
+A mask is drawn on a grid of `mask_patch_size` cells, the same number of them masked in every
+image (`MASK_COUNTS[count](ratio * cells)`: ceil, as the authors' MaskGenerator, or round),
+then upsampled to the model's patch grid. Convention: 1 is masked.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
 
+# model.mask_count: how ratio * cells becomes a whole number of masked cells
+MASK_COUNTS: dict[str, Callable[[float], int]] = {
+    "ceil": lambda v: int(math.ceil(v)),  # the authors' int(np.ceil(token_count * mask_ratio))
+    "round": lambda v: int(round(v)),
+}
 
-def masked_cells(img_size: int, mask_patch_size: int, ratio: float) -> int:
+
+def masked_cells(img_size: int, mask_patch_size: int, ratio: float, count: str = "ceil") -> int:
     """How many mask cells every image has masked: a static count, the same for each row."""
-    return int(round(ratio * (img_size // mask_patch_size) ** 2))
+    return MASK_COUNTS[count](ratio * (img_size // mask_patch_size) ** 2)
 
 
-def visible_count(img_size: int, patch_size: int, mask_patch_size: int, ratio: float) -> int:
+def visible_count(img_size: int, patch_size: int, mask_patch_size: int, ratio: float, count: str = "ceil") -> int:
     """Patches left visible per image by `random_patch_mask` with these arguments."""
     scale = mask_patch_size // patch_size
-    return (img_size // patch_size) ** 2 - masked_cells(img_size, mask_patch_size, ratio) * scale**2
+    return (img_size // patch_size) ** 2 - masked_cells(img_size, mask_patch_size, ratio, count) * scale**2
 
 
 def visible_index(mask: torch.Tensor, n_visible: int) -> torch.Tensor:
@@ -35,6 +45,7 @@ def random_patch_mask(
     ratio: float,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    count: str = "ceil",
 ) -> torch.Tensor:
     """mask: (n, L) bool with L = (img_size // patch_size)**2 patches; True is masked."""
     if mask_patch_size % patch_size or img_size % mask_patch_size:
@@ -44,7 +55,7 @@ def random_patch_mask(
         )
     cells_side = img_size // mask_patch_size
     cells = cells_side**2
-    k = masked_cells(img_size, mask_patch_size, ratio)
+    k = masked_cells(img_size, mask_patch_size, ratio, count)
     scores = torch.rand(n, cells, device=device, generator=generator)
     order = scores.argsort(dim=1)
     coarse = torch.zeros(n, cells, dtype=torch.bool, device=device)

@@ -39,12 +39,16 @@ def _ranks(s: np.ndarray) -> np.ndarray:
 
 
 def coverage(y: np.ndarray, s: np.ndarray) -> float:
-    """Mean over examples of the worst rank of a true label (scikit-learn's coverage_error)."""
+    """How many steps down the ranking, on average, it takes to cover every true label:
+    scikit-learn's coverage_error - 1, as the authors report it (src/utils/metrics.py:79), over
+    the examples with at least one true label (NaN if none has)."""
     y = np.asarray(y, dtype=bool)
+    rows = y.any(1)
+    if not rows.any():
+        return float("nan")
     worst = np.where(y, s, np.inf).min(1, keepdims=True)  # lowest score among true labels
-    cov = (s >= worst).sum(1).astype(float)
-    cov[~y.any(1)] = 0.0
-    return float(cov.mean())
+    cov = (s >= worst).sum(1).astype(float) - 1.0
+    return float(cov[rows].mean())
 
 
 def ranking_loss(y: np.ndarray, s: np.ndarray) -> float:
@@ -61,6 +65,12 @@ def ranking_loss(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def one_error(y: np.ndarray, s: np.ndarray) -> float:
-    """Fraction of examples whose top-scored label is not a true label."""
+    """Fraction of examples whose top-scored label is not a true label, over the examples with
+    some but not all labels true (for the others it cannot fail or cannot succeed), as the
+    authors count it (src/utils/metrics.py:20-31); NaN if there are none."""
+    y = np.asarray(y, dtype=bool)
+    rows = y.any(1) & ~y.all(1)
+    if not rows.any():
+        return float("nan")
     top = np.argmax(s, axis=1)
-    return float(1.0 - np.asarray(y, dtype=bool)[np.arange(len(y)), top].mean())
+    return float(1.0 - y[np.arange(len(y)), top][rows].mean())

@@ -61,6 +61,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _without_distillation(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A distilled DeiT (cls + dist token) as a plain ViT: the distillation token, its position
+    embedding (the second) and its head dropped, as the authors rebuild it (model.py:145-161)."""
+    if "dist_token" not in state:
+        return state
+    state = {k: v for k, v in state.items() if k != "dist_token" and not k.startswith("head_dist.")}
+    if "pos_embed" in state:
+        pos = state["pos_embed"]
+        state["pos_embed"] = torch.cat([pos[:, :1], pos[:, 2:]], dim=1)
+    return state
+
+
 def load_pretrained(encoder: VisionTransformer, path: str | Path) -> list[str]:
     """Load encoder weights from a local file (.pth/.pt/.bin via weights_only, or .safetensors).
 
@@ -76,6 +88,7 @@ def load_pretrained(encoder: VisionTransformer, path: str | Path) -> list[str]:
     except Exception as exc:  # corrupt file, pickle with code, wrong format
         raise ValueError(f"model.pretrained: cannot read {path}: {exc}") from None
     state = {k.removeprefix("module.").removeprefix("encoder."): v for k, v in state.items()}
+    state = _without_distillation(state)
     state = checkpoint_filter_fn(state, encoder)
     own = encoder.state_dict()
     usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}

@@ -18,7 +18,8 @@ from torch import nn
 
 from sslmae.data.masks import mask_to_pixels, random_patch_mask, visible_count
 from sslmae.model.backbone import build_encoder, load_pretrained
-from sslmae.model.losses import CLS_LOSSES, REC_LOSSES
+from sslmae.model.head import HEADS
+from sslmae.model.losses import CLS_LOSSES, REC_LOSSES, REC_TARGETS
 from sslmae.model.modes import MODES
 from sslmae.model.weight import LossWeight
 
@@ -37,7 +38,11 @@ class SSLMAE(nn.Module):
         patch_size: int = 8,
         mask_ratio: float = 0.6,
         mask_patch_size: int = 16,
+        mask_count: str = "ceil",
         rec_loss: str = "l1",
+        rec_target: str = "raw",
+        head: str = "linear",
+        baseline_mask: bool = True,
         w: float = 0.5,
         learn_w: bool = False,
         drop_path: float = 0.0,
@@ -46,14 +51,14 @@ class SSLMAE(nn.Module):
         super().__init__()
         self.task, self.mode = task, MODES[mode]
         self.img_size, self.patch_size = img_size, patch_size
-        self.mask_ratio, self.mask_patch_size = mask_ratio, mask_patch_size
-        self.rec_loss, self.cls_loss = REC_LOSSES[rec_loss], CLS_LOSSES[task]
+        self.mask_ratio, self.mask_patch_size, self.mask_count = mask_ratio, mask_patch_size, mask_count
+        self.rec_loss, self.rec_target, self.cls_loss = REC_LOSSES[rec_loss], REC_TARGETS[rec_target], CLS_LOSSES[task]
+        # the authors mask the baseline's input too and pool its visible tokens
+        self.masked = self.mode.reconstruct or baseline_mask
         self.encoder = build_encoder(size, img_size, patch_size, drop_path)
         if pretrained:
             load_pretrained(self.encoder, pretrained)
-        self.head = nn.Linear(self.embed_dim, num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        self.head = HEADS[head](self.embed_dim, num_classes)
         # the baseline has no reconstruction term, so its objective is L_cls alone (w = 1)
         self.weight = LossWeight(w if self.mode.reconstruct else 1.0, learn_w and self.mode.reconstruct)
 
@@ -63,8 +68,9 @@ class SSLMAE(nn.Module):
         m = cfg.model
         return dict(task=cfg.data.task, mode=cfg.loss.mode, size=m.size, img_size=cfg.data.img_size,
                     patch_size=m.patch_size, mask_ratio=m.mask_ratio, mask_patch_size=m.mask_patch_size,
-                    rec_loss=m.rec_loss, w=cfg.loss.w, learn_w=cfg.loss.learn_w, drop_path=m.drop_path,
-                    pretrained=m.pretrained)
+                    mask_count=m.mask_count, rec_loss=m.rec_loss, rec_target=m.rec_target, head=m.head,
+                    baseline_mask=cfg.loss.baseline_mask, w=cfg.loss.w, learn_w=cfg.loss.learn_w,
+                    drop_path=m.drop_path, pretrained=m.pretrained)
 
     @property
     def embed_dim(self) -> int:
@@ -77,12 +83,12 @@ class SSLMAE(nn.Module):
     @property
     def num_visible(self) -> int:
         """Patches each row keeps visible under `draw_mask` (a static count)."""
-        return visible_count(self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio)
+        return visible_count(self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio, self.mask_count)
 
     def draw_mask(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, L) bool, `L - num_visible` True per row."""
         return random_patch_mask(
-            n, self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio, device, generator
+            n, self.img_size, self.patch_size, self.mask_patch_size, self.mask_ratio, device, generator, self.mask_count
         )
 
     def encode(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -114,16 +120,19 @@ class SSLMAE(nn.Module):
         targets: torch.Tensor,
         labeled: torch.Tensor,
         mask: torch.Tensor | None = None,
+        raw: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The joint objective for one batch.
 
         imgs (N, 3, H, W) normalised; targets (N, C) 0/1 (ignored where not labeled);
-        labeled (N,) bool; mask (N, L) bool, drawn here when None and the mode reconstructs.
+        labeled (N,) bool; mask (N, L) bool, drawn here when None and the mode masks;
+        raw (N, 3, H, W): the [0, 1] pixels imgs were normalised from (None: imgs itself),
+        reconstructed when model.rec_target is raw.
         Returns loss, l_rec, l_cls, w (0-dim tensors) and recon (N, 3, H, W) or None.
         Every row goes through the (tiny) head and the loss weighs labeled rows only, so shapes
         stay static and the GPU never waits on the host for a count of labeled rows.
         """
-        if not self.mode.reconstruct:
+        if not self.masked:
             mask = None
         elif mask is None:
             mask = self.draw_mask(imgs.shape[0], imgs.device)
@@ -133,5 +142,6 @@ class SSLMAE(nn.Module):
         if recon is None:
             return {"loss": l_cls, "l_rec": imgs.new_zeros(()), "l_cls": l_cls, "w": w, "recon": None}
         pixel_mask = mask_to_pixels(mask, self.patch_size).float()
-        l_rec = self.rec_loss(recon.float(), imgs.float(), pixel_mask, self.patch_size)
+        target = self.rec_target(imgs, imgs if raw is None else raw)
+        l_rec = self.rec_loss(recon.float(), target.float(), pixel_mask, self.patch_size)
         return {"loss": (1 - w) * l_rec + w * l_cls, "l_rec": l_rec, "l_cls": l_cls, "w": w, "recon": recon}

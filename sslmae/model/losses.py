@@ -18,7 +18,8 @@ def l1_masked(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor
 
 
 def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """MAE-style option: MSE against per-patch normalised pixels, masked patches only."""
+    """The authors' later code (src/models/mae/model.py:91-99 at 800df98): MSE against the target's
+    per-patch normalised pixels, (t - mean) / (std + 1e-6) with the unbiased std, masked patches only."""
     n, c, h, w = target.shape
     p = patch_size
 
@@ -26,13 +27,20 @@ def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Ten
         return x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), -1)
 
     t = patches(target)
-    t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+    t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True).sqrt() + 1e-6)
     err = ((patches(pred) - t) ** 2).mean(-1)  # (N, L)
     m = pixel_mask[:, :, ::p, ::p].reshape(n, -1).to(err.dtype)
     return (err * m).sum() / m.sum().clamp_min(1e-5)
 
 
 REC_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"l1": l1_masked, "mse_norm_pix": mse_norm_pix}
+
+# model.rec_target: what the decoder reconstructs, from the encoder's (normalised) input and the
+# augmented [0, 1] pixels it was made from. raw: the authors' `img_raw` (both of their code eras)
+REC_TARGETS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "raw": lambda normalized, raw: raw,
+    "normalized": lambda normalized, raw: normalized,  # SimMIM's own code
+}
 
 
 def _row_mean(per_row: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from sslmae.atomic import atomic_file
-from sslmae.config import Config, from_dict, to_dict, updated
+from sslmae.config import Config, from_saved, to_dict, updated
 from sslmae.model.base import SSLMAE
 from sslmae.model.variants import build_model
 
@@ -42,7 +42,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[SSLMAE, Con
         raise ValueError(f"{path}: not a readable sslmae model file: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an sslmae model file (expected format {FORMAT})")
-    cfg = from_dict(payload["config"])
+    cfg = from_saved(payload["config"])
     # the weights are in the file: never reach for the original pretrained file again
     cfg = updated(cfg, {"model.pretrained": None})
     model = build_model(cfg, num_classes=len(payload["label_names"]))

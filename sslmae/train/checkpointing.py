@@ -48,12 +48,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class LastCheckpoint(ModelCheckpoint):
     """ModelCheckpoint of the resumable state every N epochs, and also after the final epoch
-    (which N need not divide): a finished run always leaves its final state."""
+    (which N need not divide), be it the last planned or the one early stopping ends on:
+    a finished run always leaves its final state."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         epoch = trainer.current_epoch + 1
-        if epoch == trainer.max_epochs and epoch % (self._every_n_epochs or 1):
+        final = epoch == trainer.max_epochs or trainer.should_stop
+        if final and epoch % (self._every_n_epochs or 1):
             trainer.save_checkpoint(Path(self.dirpath) / f"{LAST}.ckpt", weights_only=False)
 
 

@@ -99,9 +99,10 @@ class SSLDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (self.rank, self.world_size)
         shard = dict(seed=cfg.seed, rank=rank, world_size=world)
         if mode.unlabeled:
-            sampler = PairedBatchSampler(unl, lab, cfg.train.batch_size, **shard)
+            sampler = PairedBatchSampler(unl, lab, cfg.train.batch_size, pairing=cfg.data.pairing,
+                                         drop_last=cfg.data.drop_last, **shard)
         else:
-            sampler = LabeledBatchSampler(lab, cfg.train.batch_size, **shard)
+            sampler = LabeledBatchSampler(lab, cfg.train.batch_size, drop_last=cfg.data.drop_last, **shard)
         return DataLoader(dataset, batch_sampler=sampler, **_loader_options(cfg.data.num_workers))
 
     def val_dataloader(self) -> DataLoader | list:

@@ -11,12 +11,12 @@ import lightning as L
 import torch
 
 from sslmae.config import Config, to_dict
-from sslmae.data.augment import normalize, random_affine
+from sslmae.data.augment import StreamAugment, augment_batch, normalize, to_unit
 from sslmae.metrics import PRIMARY, SUITES
 from sslmae.model.base import SSLMAE
-from sslmae.model.losses import probabilities
+from sslmae.model.losses import CLS_LOSSES, probabilities
+from sslmae.model.optim import param_groups
 
-NO_DECAY = ("mask_token", "cls_token", "pos_embed", "reg_token")
 STAT_KEYS = ("loss", "l_rec", "l_cls")
 # Losses stay on the device and are checked for NaN/inf in groups: a per-step check would make
 # the host wait for the GPU every step. A diverged run still stops before its epoch checkpoint.
@@ -41,22 +41,25 @@ class SSLMAEModule(L.LightningModule):
         self.step_fn = torch.compile(model.training_losses) if compiled else model.training_losses
         self.infer_fn = torch.compile(model.forward) if compiled else model.forward
         self.monitor = f"val_{PRIMARY[cfg.data.task]}"
+        self.streams = (StreamAugment.from_config(cfg.augment.labeled), StreamAugment.from_config(cfg.augment.unlabeled))
         self._pending: list[tuple[int, torch.Tensor]] = []  # (batch_idx, loss) not yet checked
-        self._val_scores: list[torch.Tensor] = []
+        self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
     # -- data on device -------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """(uint8 imgs, targets, labeled) -> (normalised input, its [0, 1] pixels, targets, labeled);
+        in training each row augmented as its stream says."""
         imgs, targets, labeled = batch
-        x = normalize(imgs)
+        raw = to_unit(imgs)
         if self.training:
-            x = random_affine(x, self.cfg.data.crop_scale_min, self.cfg.data.flips)
-        return x, targets, labeled
+            raw = augment_batch(raw, labeled, *self.streams)
+        return normalize(raw), raw, targets, labeled
 
     # -- training -------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int):
-        imgs, targets, labeled = batch
-        out = self.step_fn(imgs, targets, labeled)
+        imgs, raw, targets, labeled = batch
+        out = self.step_fn(imgs, targets, labeled, raw=raw)
         n = imgs.shape[0]
         for key in STAT_KEYS:  # epoch means, accumulated on the device and reduced over ranks at epoch end
             self.log(f"train_{key}", out[key].detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True,
@@ -92,18 +95,20 @@ class SSLMAEModule(L.LightningModule):
 
     # -- validation -----------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int):
-        imgs, targets, _ = batch
-        scores = probabilities(self.infer_fn(imgs).float(), self.cfg.data.task)
-        self._val_scores.append(scores.detach().cpu())
+        imgs, _, targets, _ = batch
+        self._val_logits.append(self.infer_fn(imgs).float().detach().cpu())
         self._val_targets.append(targets.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_scores:
+        if not self._val_logits:
             return
-        scores = torch.cat(self._val_scores).numpy()
-        targets = torch.cat(self._val_targets).numpy()
-        self._val_scores, self._val_targets = [], []
-        metrics = SUITES[self.cfg.data.task](targets, scores, self.cfg.evaluate.threshold)
+        task = self.cfg.data.task
+        logits, targets = torch.cat(self._val_logits), torch.cat(self._val_targets).float()
+        self._val_logits, self._val_targets = [], []
+        scores = probabilities(logits, task).numpy()
+        metrics = SUITES[task](targets.numpy(), scores, self.cfg.evaluate.threshold)
+        # the classification loss on validation, unmasked: what the authors' early stopping watches
+        metrics["loss"] = float(CLS_LOSSES[task](logits, targets))
         # every rank scored the whole validation subset: the mean over ranks is the same value
         for key, value in metrics.items():
             self.log(f"val_{key}", float(value), prog_bar=f"val_{key}" == self.monitor, sync_dist=True, logger=False)
@@ -111,23 +116,8 @@ class SSLMAEModule(L.LightningModule):
     # -- optimisation ---------------------------------------------------------------
     def configure_optimizers(self):
         t = self.cfg.train
-        decay, no_decay, w_params = [], [], []
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if name.startswith("weight."):
-                w_params.append(p)
-            elif p.ndim <= 1 or any(k in name for k in NO_DECAY):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-        groups = [
-            {"params": decay, "weight_decay": t.weight_decay, "lr": t.lr},
-            {"params": no_decay, "weight_decay": 0.0, "lr": t.lr},
-        ]
-        if w_params:  # the learnable loss weight has its own learning rate
-            groups.append({"params": w_params, "weight_decay": 0.0, "lr": self.cfg.loss.w_lr})
-        opt = torch.optim.AdamW(groups, betas=(0.9, 0.999), fused=self.device.type == "cuda")
+        groups = param_groups(self.model, t.lr, t.weight_decay, self.cfg.loss.w_lr, t.weight_decay_on)
+        opt = torch.optim.AdamW(groups, betas=tuple(t.betas), fused=self.device.type == "cuda")
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))
         warmup = int(round(t.warmup_epochs * per_epoch))

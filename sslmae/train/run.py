@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
 
 from sslmae.atomic import write_json
 from sslmae.config import Config
@@ -59,8 +60,8 @@ def _strategy(cfg: Config) -> str:
 def _trainer(cfg: Config, out: Path, callbacks: list, logger) -> L.Trainer:
     accelerator, precision = resolve_hardware(cfg.train.accelerator, cfg.train.precision)
     return L.Trainer(
-        max_epochs=cfg.train.epochs, accelerator=accelerator, devices=cfg.train.devices,
-        num_nodes=cfg.train.num_nodes, strategy=_strategy(cfg), precision=precision,
+        max_epochs=cfg.train.epochs, min_epochs=cfg.train.min_epochs, accelerator=accelerator,
+        devices=cfg.train.devices, num_nodes=cfg.train.num_nodes, strategy=_strategy(cfg), precision=precision,
         deterministic=cfg.train.deterministic and accelerator == "cpu",
         callbacks=callbacks, logger=logger if logger is not None else False, plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.train.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
@@ -75,9 +76,10 @@ def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule,
     history.write(out / "history.csv")
     labels = datamodule.label_names
     model = module.model
-    last = save_model(out / "last.pt", model, cfg, labels, epoch=cfg.train.epochs - 1)
-    best_epoch, best_metrics = cfg.train.epochs - 1, None  # never validated: the last epoch is the model
-    if best_ckpt.best_model_path:
+    last = save_model(out / "last.pt", model, cfg, labels, epoch=history.rows[-1]["epoch"])
+    last_epoch = history.rows[-1]["epoch"]  # early stopping may end before train.epochs
+    best_epoch, best_metrics = last_epoch, history.validation(last_epoch)  # train.select=last, or never validated
+    if cfg.train.select == "best" and best_ckpt.best_model_path:
         best_epoch, weights = best_weights(best_ckpt.best_model_path)
         model.load_state_dict(weights)
         best_metrics = history.validation(best_epoch)
@@ -89,7 +91,8 @@ def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule,
                       thresholds=thresholds)
     w_per_epoch = [float(r["w"]) for r in history.rows]
     write_json(out / "metrics.json", {
-        "best_epoch": best_epoch, "epochs": cfg.train.epochs, "train_seconds": round(seconds, 2),
+        "best_epoch": best_epoch, "epochs": cfg.train.epochs, "epochs_run": last_epoch + 1,
+        "train_seconds": round(seconds, 2),
         "w_final": w_per_epoch[-1] if w_per_epoch else None,
         **{f"val_{k}": v for k, v in (best_metrics or {}).items()}})
     return best, last, best_epoch, best_metrics, w_per_epoch
@@ -107,9 +110,12 @@ def train(cfg: Config) -> TrainResult:
     ckpt = resume_path(cfg)
     history = EpochHistory()
     last_ckpt, best_ckpt = checkpoint_callbacks(out, cfg.train.checkpoint_every, module.monitor)
+    callbacks = [history, last_ckpt, best_ckpt]
+    if cfg.train.early_stop_patience:  # the authors' rule: the validation loss stops improving
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stop_patience))
     logger = train_logger(cfg, out, resumed=ckpt is not None)
     with quiet_lightning():
-        trainer = _trainer(cfg, out, [history, last_ckpt, best_ckpt], logger)
+        trainer = _trainer(cfg, out, callbacks, logger)
         if trainer.is_global_zero:
             log_train_start(logger, cfg, out, resumed=ckpt is not None)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)

@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Every install command of the pipeline image, in one place. docker/Dockerfile runs it, and
-# tests/test_docker.py runs the same commands in a venv (no Docker needed there).
+# Every install command of the pipeline image, in one place. docker/Dockerfile runs it
+# (tests/test_image.py checks the image it makes).
 #
-#   install.sh deps    WHEELS [REQUIREMENTS]  builder stage: a wheel of every runtime dependency
-#                                             that this Python does not already have at the pinned
-#                                             version (torch and torchvision come with the base
-#                                             image and are never replaced)
-#   install.sh project SRC WHEELS             builder stage: the sslmae wheel (sslmae, components,
-#                                             pipelines) built from the source tree SRC
-#   install.sh install WHEELS [PIP_ARGS...]   final stage: every wheel in WHEELS, offline
-#                                             (--no-index: nothing is fetched, nothing compiled)
-#   install.sh check [REQUIREMENTS]           final stage: the pins are what is installed, and what
-#                                             Kubeflow runs in a pod (kfp's executor, every
-#                                             component, the pipeline, the CLI) imports and starts
+#   install.sh deps    [REQUIREMENTS]         install every runtime dependency this Python does not
+#                                             already have at the pinned version (torch and
+#                                             torchvision come with the base image and are never
+#                                             replaced)
+#   install.sh project SRC WHEELS             the sslmae wheel (sslmae, components, pipelines)
+#                                             built from the source tree SRC
+#   install.sh install WHEELS [PIP_ARGS...]   every wheel in WHEELS, offline (--no-index: nothing
+#                                             is fetched, nothing compiled)
+#   install.sh check [REQUIREMENTS]           the pins are what is installed, and what
+#                                             Kubeflow runs in a pod (kfp's executor, every module
+#                                             of sslmae, components and pipelines, the CLI)
+#                                             imports and starts
 #
 # REQUIREMENTS defaults to requirements.txt beside this script. PYTHON picks the interpreter
-# (default python3: the one Kubeflow's component command runs).
+# (default python3: the one Kubeflow's component command runs). A CA bundle given to the build as
+# the secret `host_ca` (/run/secrets/host_ca) is pip's CA bundle (for a proxy that re-signs TLS).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The image's Python is the environment we mean to change (a no-op in a venv).
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+if [ -s /run/secrets/host_ca ]; then
+    export PIP_CERT=/run/secrets/host_ca
+fi
 
 run() {
     echo "+ $*" >&2
@@ -29,18 +34,17 @@ run() {
 }
 
 usage() {
-    sed -n '4,16p' "${BASH_SOURCE[0]}" >&2
+    sed -n '4,20p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
 deps() {
-    local wheels=${1:?install.sh deps WHEELS [REQUIREMENTS]} req=${2:-$HERE/requirements.txt}
+    local req=${1:-$HERE/requirements.txt}
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    mkdir -p "$wheels"
-    # Resolve the pins against what this Python already has (the base image's torch), then
-    # build or download exactly that set, so the final stage installs it offline.
-    run "$PYTHON" -m pip install --dry-run --quiet --report "$tmp/report.json" -r "$req"
+    # Resolve the pins against what this Python already has (the base image's torch), refuse a
+    # set that would replace torch, then install exactly that set.
+    run "$PYTHON" -m pip install --dry-run --quiet --report "$tmp/report.json" -r "$req" >/dev/null
     "$PYTHON" - "$tmp/report.json" >"$tmp/wanted.txt" <<'PY'
 import json
 import sys
@@ -55,10 +59,11 @@ for n, v in wanted:
     print(f"{n}=={v}")
 PY
     if [ -s "$tmp/wanted.txt" ]; then
-        echo "dependency wheels: $(wc -l <"$tmp/wanted.txt")" >&2
-        run "$PYTHON" -m pip wheel --no-deps --wheel-dir "$wheels" -r "$tmp/wanted.txt"
+        echo "dependencies to install: $(wc -l <"$tmp/wanted.txt")" >&2
+        # wheels where published; the few sdists (pure Python) are built without a compiler
+        run "$PYTHON" -m pip install --quiet --no-deps -r "$tmp/wanted.txt"
     else
-        echo "dependency wheels: none (this Python already has every pin)" >&2
+        echo "dependencies to install: none (this Python already has every pin)" >&2
     fi
 }
 
@@ -103,14 +108,15 @@ if wrong:
 
 import components
 import pipelines
+import sslmae
 
-modules = ["kfp.dsl.executor_main", "kfp.kubernetes", "kubernetes.client", "boto3", "mlflow", "dvc.api",
-           "sslmae.cli", "sslmae.pipeline.steps", "sslmae.pipeline.kfp_cli", "sslmae.pipeline.pytorchjob",
-           "sslmae.tracking.registry", "sslmae.report.build", "pipelines.training"]
-modules += [f"components.{m.name}" for m in pkgutil.iter_modules(components.__path__)]
+# what a pod imports: kfp's executor and the clients, then every module of the three packages
+modules = ["kfp.dsl.executor_main", "kfp.kubernetes", "kubernetes.client", "boto3", "mlflow", "dvc.api"]
+for pkg in (sslmae, components, pipelines):
+    modules += [pkg.__name__] + [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")
+                                 if not m.name.endswith(".__main__")]
 for name in modules:
     importlib.import_module(name)
-import sslmae
 import torch
 import torchvision
 

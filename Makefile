@@ -9,7 +9,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install run test clean chromium
+.PHONY: install run test clean chromium image
 
 install: $(STAMP)
 
@@ -31,6 +31,16 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: the report's browser test will be skipped"
+
+# The pipeline image (docker/Dockerfile) as sslmae:dev, with docker where a docker engine answers, else
+# podman (installed with apt-get when missing). Skipped while nothing it is built from has changed.
+# BASE=auto|production|local: production is the CUDA PyTorch runtime image; local is Debian plus the
+# pinned torch, made here, for machines that reach no image registry; auto (the default) takes
+# production when it can be pulled, else local. docker/build.sh has the details.
+BASE ?= auto
+IMAGE ?= sslmae:dev
+image:
+	bash docker/build.sh --tag $(IMAGE) --base $(BASE)
 
 test: install chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -32,7 +32,7 @@ def pack(src: Path, dst: Path, quality: int = 85) -> int:
     missing = [t for t in TABLES[:2] if not (src / t).is_file()]
     if missing:
         raise FileNotFoundError(f"{src}: missing {', '.join(missing)}")
-    with atomic_dir(dst) as tmp:
+    with atomic_dir(dst, "pack_ucm") as tmp:
         (tmp / "images").mkdir()
         for path in images:
             with Image.open(path) as img:

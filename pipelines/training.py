@@ -118,6 +118,7 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
                                              evaluation=tested.outputs["evaluation"], dataset=data.outputs["dataset"],
                                              split_file=parts.outputs["split_file"]), res, mlflow=True)
         gate.set_caching_options(False)  # the registry changes between runs: always decide anew
-        _cluster(report(selected=chosen.outputs["selected"], evaluation=tested.outputs["evaluation"]), res)
+        _cluster(report(params=params, selected=chosen.outputs["selected"], evaluation=tested.outputs["evaluation"]),
+                 res, mlflow=True)
 
     return training

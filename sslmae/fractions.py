@@ -12,6 +12,7 @@ from sslmae.atomic import atomic_file
 from sslmae.config import Config, updated
 from sslmae.evaluate import evaluate
 from sslmae.model.modes import MODES
+from sslmae.outputs import claim_folder, write_marker
 from sslmae.split import split_dataset
 from sslmae.train.run import train
 
@@ -61,7 +62,9 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
     The table at `out` is rewritten after every run, so an interrupted curve keeps its rows."""
     check_modes(modes)
 
-    work = Path(work_dir)
+    work = claim_folder(work_dir, "fractions")
+    work.mkdir(parents=True, exist_ok=True)
+    write_marker(work, "fractions")
     rows = []
     for fraction in fractions:
         split_file = work / f"split_{fraction}.csv"

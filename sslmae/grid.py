@@ -20,7 +20,10 @@ from sslmae.atomic import atomic_file, write_json
 from sslmae.config import Config, updated
 from sslmae.metrics import PRIMARY
 from sslmae.model.modes import MODES
+from sslmae.outputs import claim_folder, write_marker
 from sslmae.tracking.grid_log import log_grid
+from sslmae.tracking.lineage import recorded_run_id
+from sslmae.tracking.runs import check_tracking
 from sslmae.train.run import train
 
 LEARNED = "learned"
@@ -69,13 +72,15 @@ def trials_table(cfg: Config, dirs: dict[str, Path] | None = None) -> pd.DataFra
 def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None) -> dict:
     """Pick the trial with the best validation primary metric (ties: the first listed) and
     write trials.csv, selected.json and the winner's model.pt to out_dir."""
-    out = Path(out_dir)
+    out = claim_folder(out_dir, "grid", legacy=("trials.csv", "selected.json"))
+    check_tracking(cfg)
     table = trials_table(cfg, dirs)
     metric = f"val_{PRIMARY[cfg.data.task]}"
     if metric not in table or table[metric].isna().all():
         raise ValueError(f"grid: no trial reports {metric} (is the validation subset empty?)")
     best = table.loc[table[metric].idxmax()]
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "grid")
     with atomic_file(out / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_file(out / "model.pt") as tmp:
@@ -87,7 +92,9 @@ def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None
                 (out / trial).mkdir(exist_ok=True)
                 shutil.copyfile(src, out / trial / name)
     selected = {"trial": best["trial"], "metric": metric, "value": float(best[metric]), "w": float(best["w"]),
-                "learn_w": bool(best["learn_w"]), "w_final": best["w_final"], "model": str(out / "model.pt")}
+                "learn_w": bool(best["learn_w"]), "w_final": best["w_final"], "model": str(out / "model.pt"),
+                # the MLflow run that trained the winner: a registered version's source
+                "run_id": recorded_run_id(Path(best["checkpoint"]).parent)}
     log_grid(cfg, table, selected, out)
     write_json(out / "selected.json", selected)
     return selected

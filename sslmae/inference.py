@@ -8,6 +8,7 @@ import torch
 
 from sslmae.data.augment import normalize
 from sslmae.model.losses import probabilities
+from sslmae.progress import progress
 from sslmae.model.base import SSLMAE
 
 
@@ -16,13 +17,15 @@ def default_device() -> torch.device:
 
 
 @torch.no_grad()
-def predict_scores(model: SSLMAE, loader, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """-> scores (N, C) probabilities, targets (N, C), in loader order. Batches: (uint8 imgs, y, ...)."""
+def predict_scores(model: SSLMAE, loader, device: torch.device | None = None,
+                   desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """-> scores (N, C) probabilities, targets (N, C), in loader order. Batches: (uint8 imgs, y, ...).
+    desc: show progress (batches) under this name."""
     device = device or default_device()
     was_training = model.training
     model.to(device).eval()
     scores, targets = [], []
-    for imgs, y, *_ in loader:
+    for imgs, y, *_ in (progress(loader, desc) if desc else loader):
         logits = model(normalize(imgs.to(device)))
         scores.append(probabilities(logits.float(), model.task).cpu())
         targets.append(y)

@@ -17,29 +17,67 @@ from sslmae.config import Config
 from sslmae.evaluate import evaluate
 from sslmae.metrics import PRIMARY
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
-from sslmae.tracking.runs import client, log_files, log_metrics, mlflow_run
+from sslmae.tracking.lineage import file_sha256, training_run
+from sslmae.tracking.runs import (check_tracking, client, flat_params, log_files, log_metrics, mlflow_module,
+                                  mlflow_run)
 from sslmae.train.checkpoint import load_model
 
 
+WEIGHTS_TAG = "sslmae.weights_sha256"
+
+
+def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str]:
+    """(artifact URI of the folder holding model.pt, run id) for a new version: the training run
+    that made the weights (lineage, and the file stored once), when it logged them; else a
+    `register` run that logs the file itself, with the model's params."""
+    mlflow_client = client(cfg)
+    run_id = training_run(model_path)
+    if run_id is not None:
+        try:
+            run = mlflow_client.get_run(run_id)
+            logged = {a.path for a in mlflow_client.list_artifacts(run_id, "model")}
+        except Exception:  # recorded in another tracking store, or deleted since
+            logged = set()
+        if "model/model.pt" in logged:
+            return f"{run.info.artifact_uri}/model", run_id
+    with mlflow_run(cfg, name="register", kind="register") as run:
+        mlflow_module().log_params(flat_params(mcfg))
+        log_files(cfg, run.info.run_id, {"model": model_path}, artifact_path="model")
+        return f"{run.info.artifact_uri}/model", run.info.run_id
+
+
+def _version_with(mlflow_client, name: str, sha256: str):
+    for version in mlflow_client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get(WEIGHTS_TAG) == sha256:
+            return version
+    return None
+
+
 def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path | None = None) -> dict:
-    """Log the model in a `register` run, create a registry version, alias it `challenger`."""
+    """Make the model a version of the registered model, aliased `challenger`. The version's source
+    is the training run that made it; weights that are already a version register nothing new
+    (that version is reported, and becomes the challenger)."""
     if not cfg.tracking.enabled:
         raise ValueError("tracking.enabled: the model registry needs MLflow tracking on")
+    check_tracking(cfg)
+    model_path = Path(model_path)
     _, mcfg, labels, meta = load_model(model_path)
     name = cfg.tracking.registered_model
     mlflow_client = client(cfg)
-    with mlflow_run(cfg, name="register", kind="register") as run:
-        log_files(cfg, run.info.run_id, {"model": Path(model_path)}, artifact_path="model")
-        source = f"{run.info.artifact_uri}/model"
     if not mlflow_client.search_registered_models(filter_string=f"name = '{name}'"):
         mlflow_client.create_registered_model(name, description="SSL-MAE multi-label classifier (sslmae)")
-    tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
-            "size": mcfg.model.size, "encoder": mcfg.model.encoder, **{f"test_{k}": str(v) for k, v in metrics.items()
-                                               if isinstance(v, (int, float))}}
-    version = mlflow_client.create_model_version(name, source=source, run_id=run.info.run_id, tags=tags)
+    sha256 = file_sha256(model_path)
+    version = _version_with(mlflow_client, name, sha256)
+    created = version is None
+    if created:
+        source, run_id = _model_source(cfg, model_path, mcfg)
+        tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
+                "size": mcfg.model.size, "encoder": mcfg.model.encoder, WEIGHTS_TAG: sha256,
+                **{f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
+        version = mlflow_client.create_model_version(name, source=source, run_id=run_id, tags=tags)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
-    info = {"name": name, "version": int(version.version), "alias": CHALLENGER, "run_id": run.info.run_id,
-            "source": source}
+    info = {"name": name, "version": int(version.version), "alias": CHALLENGER, "run_id": version.run_id,
+            "source": version.source, "created": created}
     if out is not None:
         write_json(out, info)
     return info
@@ -50,6 +88,7 @@ def promote(cfg: Config, dataset_dir: str | Path, split_file: str | Path, subset
     """Evaluate challenger and champion on the same split; move `champion` to the challenger
     only if it is better by more than tracking.promote_margin (the first model always wins).
     Both scores and the decision are logged in a `promote` run and returned."""
+    check_tracking(cfg)
     name = cfg.tracking.registered_model
     mlflow_client = client(cfg)
     challenger = mlflow_client.get_model_version_by_alias(name, CHALLENGER)

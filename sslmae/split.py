@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from sslmae.atomic import atomic_file
+from sslmae.outputs import claim_file
 from sslmae.datasets.load import load_dataset
 
 SUBSETS = ("labeled", "unlabeled", "val", "test")
@@ -175,6 +176,7 @@ def split_dataset(
     """Split a dataset folder (ingested, or labels-csv) and write the split table atomically
     to `out` (CSV). A predefined split comes from `predefined_file`, else from the manifest.
     `keep_file`: an earlier split table; its images keep their train/val/test side."""
+    claim_file(out, "split", is_split_table)
     data = load_dataset(dataset_dir)
     predefined = data.predefined
     if predefined_file is not None:
@@ -188,6 +190,12 @@ def split_dataset(
     with atomic_file(out) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def is_split_table(path: Path) -> bool:
+    """Did `sslmae split` write this file? (a CSV whose header is image,subset)"""
+    with open(path, "rb") as fh:
+        return fh.readline().strip() == b"image,subset"
 
 
 def read_predefined(path: str | Path, ids: list[str]) -> np.ndarray:

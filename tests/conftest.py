@@ -10,7 +10,7 @@ import pytest
 from sslmae.config import load_config
 from sslmae.datasets.synth import write_synthetic
 from sslmae.split import split_dataset
-from tests.mlflow_server import mlflow_server  # noqa: F401  (a real MLflow server)
+from tests.mlflow_server import mlflow_s3_server, mlflow_server  # noqa: F401  (real MLflow servers)
 from tests.s3server import s3, s3_server  # noqa: F401  (fixtures shared by S3 tests)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,5 +1,6 @@
-"""A real MLflow tracking server for tests (sqlite backend, local artifact store), started
-once per session under its own process group and stopped by its pid."""
+"""Real MLflow tracking servers for tests (sqlite backend), started once per session under their
+own process group and stopped by their pid: one with a local artifact store, one whose artifacts
+go to S3 (the tests' SeaweedFS), as a team's shared server would keep them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3server import ACCESS_KEY, SECRET_KEY
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -21,16 +24,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """URI of a running `mlflow server`."""
-    root = tmp_path_factory.mktemp("mlflow")
+def _serve(root: Path, artifacts: str, env: dict):
+    """Start `mlflow server`, wait for /health, yield its URI, stop it by its process group."""
     port = _free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     cmd = [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1"]
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+           "--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env)
     log = open(root / "server.log", "wb")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
@@ -57,3 +57,23 @@ def mlflow_server(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """URI of a running `mlflow server` with a local artifact store."""
+    root = tmp_path_factory.mktemp("mlflow")
+    yield from _serve(root, str(root / "artifacts"), {})
+
+
+@pytest.fixture(scope="session")
+def mlflow_s3_server(tmp_path_factory, s3_server):
+    """URI of a running `mlflow server` that keeps artifacts in an S3 bucket (proxied: clients
+    need no S3 credentials), and the bucket."""
+    bucket = "mlflow-artifacts"
+    s3_server.client().create_bucket(Bucket=bucket)
+    root = tmp_path_factory.mktemp("mlflow-s3")
+    env = {"MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+    for uri in _serve(root, f"s3://{bucket}/artifacts", env):
+        yield uri, bucket

@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 # lowest first; a module may import its own layer's units and the layers below, never above
 LAYERS = [
-    ("sslmae.atomic", "sslmae.metrics", "sslmae.hardware"),
+    ("sslmae.atomic", "sslmae.outputs", "sslmae.progress", "sslmae.metrics", "sslmae.hardware"),
     ("sslmae.datasets", "sslmae.data", "sslmae.report"),
     ("sslmae.split",),
     ("sslmae.model",),

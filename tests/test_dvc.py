@@ -53,8 +53,9 @@ def make_project(tmp_path, **sections):
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_pipeline_and_reports_metrics(project):
+def test_dvc_repro_runs_the_pipeline_and_reports_metrics(project, s3, tmp_path):
     sh(["dvc", "repro"], project, timeout=600)
+    teammate_reproduces_from_a_clone(project, s3, tmp_path / "clone")
     for path in ("data/synth/labels.csv", "data/dataset/manifest.parquet", "data/split.csv",
                  "runs/grid/w0.3/model.pt", "runs/grid/w0.7/history.csv", "runs/grid/learned/model.pt",
                  "runs/selected/model.pt", "runs/selected/trials.csv", "runs/eval/metrics.json",
@@ -77,6 +78,14 @@ def test_dvc_repro_runs_the_pipeline_and_reports_metrics(project):
     again = sh(["dvc", "repro"], project)
     assert "didn't change, skipping" in again or "up to date" in again
     assert "Running stage" not in again
+    # the same data from another place: ingest reruns, its output is the same bytes, nothing retrains
+    shutil.copytree(project / "data" / "synth", project / "elsewhere" / "synth")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"] = "elsewhere/synth"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    moved = sh(["dvc", "repro"], project, timeout=600)
+    assert "Running stage 'ingest'" in moved
+    assert not any(f"Running stage '{s}" in moved for s in ("split", "trial", "learned", "select")), moved
     # changing a training knob reruns train and evaluate only
     sh(["dvc", "repro", "--dry", "--force-downstream"], project)
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -87,6 +96,23 @@ def test_dvc_repro_runs_the_pipeline_and_reports_metrics(project):
     assert "Running stage 'select'" in out
     assert all(f"Running stage '{s}'" not in out for s in ("synth", "ingest", "split"))
     sh(["dvc", "plots", "show", "--json"], project)
+
+
+def teammate_reproduces_from_a_clone(project: Path, s3, clone: Path) -> None:
+    """README's "Share a run": push to an S3 remote (endpointurl for S3-compatible stores), then a
+    fresh clone pulls and finds everything up to date: nothing to rerun, metrics readable."""
+    sh(["dvc", "remote", "add", "-d", "store", f"s3://{s3.bucket}/dvc"], project)
+    sh(["dvc", "remote", "modify", "store", "endpointurl", s3.endpoint], project)
+    sh(["git", "add", "dvc.lock", ".dvc/config"], project)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], project)
+    sh(["dvc", "push"], project, timeout=300)
+    sh(["git", "clone", "-q", str(project), str(clone)], clone.parent)
+    sh(["dvc", "pull"], clone, timeout=300)
+    assert json.loads(sh(["dvc", "status", "--json"], clone)) == {}
+    shown = json.dumps(json.loads(sh(["dvc", "metrics", "show", "--json"], clone)))
+    assert "macro_auprc" in shown and "error" not in shown.lower()
+    again = sh(["dvc", "repro"], clone, timeout=300)
+    assert "Running stage" not in again, again
 
 
 def test_dvc_yaml_lists_code_params_and_metrics():

@@ -18,6 +18,7 @@ from sslmae.predict import predict
 from sslmae.release import promote, register
 from sslmae.report.build import build_report
 from sslmae.split import split_dataset
+from sslmae.tracking.grid_log import log_report
 from sslmae.train.run import train
 
 DEFAULT_PARAMS = "params.yaml"
@@ -87,7 +88,11 @@ def cmd_register(args) -> None:
     cfg = _params(args)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     info = register(cfg, args.model, metrics, out=args.out)
-    print(f"registered {info['name']} version {info['version']} as @{info['alias']}")
+    if info["created"]:
+        print(f"registered {info['name']} version {info['version']} as @{info['alias']} (from run {info['run_id']})")
+    else:
+        print(f"already registered: {info['name']} version {info['version']} holds these weights; "
+              f"it is @{info['alias']}")
 
 
 def cmd_promote(args) -> None:
@@ -114,7 +119,8 @@ def cmd_fractions(args) -> None:
 def cmd_report(args) -> None:
     path = build_report(run_dir=args.run, grid_dir=args.grid, eval_dir=args.eval, fractions=args.fractions,
                         out=args.out)
-    print(f"wrote {path}")
+    logged = log_report(_params(args), Path(args.grid), path) if args.grid else None
+    print(f"wrote {path}" + (f" (and to the grid's MLflow run {logged})" if logged else ""))
 
 
 def _pipeline_compile(args, cfg, launch) -> None:

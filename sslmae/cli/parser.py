@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", default=None, help="an evaluation out_dir")
     p.add_argument("--fractions", default=None, help="CSV fraction,mode,<metric>: the label-fraction curve")
     p.add_argument("--out", required=True, help="report .html")
+    _add_params(p)  # tracking: a grid's report is also logged to its MLflow parent run
     p.set_defaults(func=cmd.cmd_report)
     return parser
 

@@ -36,6 +36,7 @@ import numpy as np
 import PIL
 
 from sslmae.atomic import atomic_file
+from sslmae.progress import Stopwatch, progress
 from sslmae.data import images
 
 FORMAT_VERSION = 1  # bump when the stored layout or the decoding rule changes
@@ -99,15 +100,18 @@ def _fill(arr: np.ndarray, paths: Sequence[Path], size: int, workers: int | None
         arr[i] = images.decode_rgb(paths[i], size)  # looked up per call: tests count decodes
 
     workers = workers or min(8, os.cpu_count() or 1)
+    chunks = [range(s, min(s + CHUNK, len(paths))) for s in range(0, len(paths), CHUNK)]
+    shown = progress(chunks, f"image cache: decoding {len(paths)} images (chunks of {CHUNK})")
     if workers <= 1:
-        for i in range(len(paths)):
-            one(i)
+        for chunk in shown:
+            for i in chunk:
+                one(i)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sslmae-cache") as pool:
-        for start in range(0, len(paths), CHUNK):
+        for chunk in shown:
             # list(): wait for the chunk and re-raise the first error; the pool's exit
             # then waits only for this chunk's stragglers, not the whole dataset
-            list(pool.map(one, range(start, min(start + CHUNK, len(paths)))))
+            list(pool.map(one, chunk))
 
 
 def open_cache(
@@ -132,7 +136,9 @@ def open_cache(
         log(f"image cache {path}: not an array of shape {shape}; rebuilding")
     log(f"image cache: decoding {len(paths)} images at {size} px once into {path} "
         f"({np.prod(shape, dtype=np.int64) / 2**20:.1f} MiB)")
+    took = Stopwatch()
     build_cache(paths, size, path, workers)
+    log(f"image cache: {len(paths)} images decoded in {took} into {path}")
     arr = _open(path, shape)
     if arr is None:  # pragma: no cover - we just wrote it
         raise RuntimeError(f"{path}: the image cache just built cannot be read back")

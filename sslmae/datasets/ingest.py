@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +22,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sslmae.atomic import atomic_dir
+from sslmae.outputs import check_apart, claim_folder, work_dir
+from sslmae.progress import Stopwatch, progress
 from sslmae.datasets.catalog import match_catalog
 from sslmae.datasets.decode import Decoded, ImageProblem, decode, encode_png
 from sslmae.datasets.layouts import LAYOUTS, detect_layout
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RawDataset, Record
-from sslmae.datasets.sources import materialize, object_fetcher
+from sslmae.datasets.sources import materialize, object_fetcher, source_kind
 
 MANIFEST = "manifest.parquet"
 REPORT = "ingest_report.json"
+LEGACY = (MANIFEST, REPORT)  # an ingest output older than the marker file
 MANIFEST_COLUMNS = {
     "image": pa.string(),  # id, unique; file stem
     "path": pa.string(),  # relative to the dataset folder
@@ -116,7 +118,12 @@ def ingest(
     problems = Problems(on_bad)
     if layout != "auto" and layout not in LAYOUTS:
         raise DatasetError(f"--layout: must be auto or one of {sorted(LAYOUTS)}, got {layout!r}")
-    with tempfile.TemporaryDirectory(prefix="sslmae-ingest-") as work:
+    # before any work: out may be replaced only if an earlier ingest made it, and never holds the source
+    took = Stopwatch()
+    claim_folder(out, "ingest", LEGACY)
+    if source_kind(source) != "s3":
+        check_apart(out, source, "ingest")
+    with work_dir("ingest") as work:
         root = materialize(source, Path(work), s3_endpoint)
         chosen = detect_layout(root) if layout == "auto" else layout
         if layout == "auto":
@@ -125,11 +132,11 @@ def ingest(
         raw = LAYOUTS[chosen].read(root, problems, fetch=fetch)
         if not raw.records and not problems.items:
             raise DatasetError(f"{source}: no images found")
-        with atomic_dir(out) as tmp, ThreadPoolExecutor(max(1, workers)) as pool:
+        with atomic_dir(out, "ingest", LEGACY) as tmp, ThreadPoolExecutor(max(1, workers)) as pool:
             (tmp / "images").mkdir()
             rows = []
             decoded = pool.map(lambda r: _decode_one(r, raw, max_pixels, min_side), raw.records)
-            for rec, img in zip(raw.records, decoded):
+            for rec, img in progress(zip(raw.records, decoded), "ingest: decoding", total=len(raw.records)):
                 where = ", ".join(str(f) for f in rec.files)
                 if isinstance(img, ImageProblem):
                     problems.bad(where, str(img), img.kind)
@@ -151,8 +158,9 @@ def ingest(
             identical = _identical_groups(rows, problems)
             catalog = match_catalog(raw.label_names, len(rows))
             _write_manifest(tmp / MANIFEST, rows, raw, catalog.name if catalog else None)
+            # no source path in the output: a copy of the same data ingests to the same bytes
             report = {
-                "source": str(source), "layout": chosen, "task": raw.task, "on_bad": on_bad,
+                "layout": chosen, "task": raw.task, "on_bad": on_bad,
                 "catalog": catalog.name if catalog else None, "n_images": len(rows),
                 "label_names": raw.label_names,
                 "label_counts": dict(zip(raw.label_names, np.sum([r["labels"] for r in rows], 0).tolist())),
@@ -161,6 +169,6 @@ def ingest(
             (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for item in problems.items:
         log(f"skipped {item['where']}: {item['problem']}")
-    log(f"ingested {len(rows)} images, {len(raw.label_names)} labels ({chosen}) into {out}"
+    log(f"ingested {len(rows)} images, {len(raw.label_names)} labels ({chosen}) from {source} into {out} in {took}"
         + (f"; skipped {len(problems.items)}, see {Path(out) / REPORT}" if problems.items else ""))
     return IngestResult(Path(out), chosen, len(rows), raw.label_names, report)

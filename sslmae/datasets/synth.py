@@ -200,7 +200,7 @@ def write_synthetic(out: str | Path, n: int = 600, size: int = 64, seed: int = 0
         raise ValueError(f"size: must be >= 16 pixels, got {size}")
     out = Path(out)
     width = max(4, len(str(n - 1)))
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "synth") as tmp:
         (tmp / "images").mkdir()
         rows = []
         for i in range(n):

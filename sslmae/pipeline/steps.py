@@ -24,6 +24,7 @@ from sslmae.pipeline import pytorchjob
 from sslmae.release import promote, register
 from sslmae.report.build import build_report
 from sslmae.split import split_dataset
+from sslmae.tracking.grid_log import log_report
 from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
 from sslmae.train.run import train
 
@@ -99,8 +100,12 @@ def register_promote_step(params: dict, model_file: str, metrics_file: str, data
     return {**decision, "registered_version": info["version"]}
 
 
-def report_step(select_dir: str, eval_dir: str, out_file: str) -> str:
-    return str(build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir))
+def report_step(select_dir: str, eval_dir: str, out_file: str, params: dict | None = None) -> str:
+    """The HTML report, also logged to the grid's MLflow parent run when params track."""
+    page = build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir)
+    if params is not None:
+        log_report(config_for(params), Path(select_dir), page)
+    return str(page)
 
 
 def multinode_trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str,

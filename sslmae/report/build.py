@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sslmae.report.markup import write_report
+from sslmae.outputs import claim_file
+from sslmae.report.markup import is_report, write_report
 from sslmae.report.pages import render_grid, render_run
 
 
@@ -17,6 +18,7 @@ def build_report(out: str | Path, run_dir: str | Path | None = None, grid_dir: s
     label-fraction curve."""
     if (run_dir is None) == (grid_dir is None):
         raise ValueError("report: give exactly one of --run or --grid")
+    claim_file(out, "report", is_report)  # before any work
     ev = Path(eval_dir) if eval_dir else None
     if run_dir is not None:
         page = render_run(Path(run_dir), ev)

@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 
 from sslmae.atomic import atomic_file
+from sslmae.outputs import claim_file
+
+GENERATOR = '<meta name="generator" content="sslmae report">'
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
@@ -81,16 +84,23 @@ def section(title: str, body: str, anchor: str) -> str:
 
 def page(title: str, sections: list[str]) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{GENERATOR}\n"
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<h1>{esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
 
 
 
+def is_report(path: Path) -> bool:
+    """Did `sslmae report` write this file? (its generator tag, or its stylesheet before the tag)"""
+    head = path.read_bytes()[:8192].decode("utf-8", "replace")
+    return GENERATOR in head or "tr.selected td { background: #fff3cd" in head
+
+
 def write_report(document: str, out: Path) -> Path:
-    """Write the HTML `document` to `out` atomically (a reader never sees half a page); returns out."""
-    out = Path(out)
+    """Write the HTML `document` to `out` atomically (a reader never sees half a page); returns out.
+    An existing `out` that is not an sslmae report is refused (OutputError)."""
+    out = claim_file(out, "report", is_report)
     with atomic_file(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
         tmp.chmod(0o644)  # mkstemp makes 0600 files; a report is meant to be read by others

@@ -9,17 +9,19 @@ import pandas as pd
 
 from sslmae.config import Config
 from sslmae.report import plots
-from sslmae.tracking.runs import log_files, log_metrics, log_plots, mlflow_run, recorded_run_id
+from sslmae.tracking.lineage import log_dataset, training_run
+from sslmae.tracking.runs import client, log_files, log_metrics, log_plots, mlflow_run
 
 
 def log_evaluation(cfg: Config, model_path, subset: str, metrics: dict, table: pd.DataFrame,
-                   y: np.ndarray, scores: np.ndarray, label_names: list[str], out: Path) -> None:
-    model_run = recorded_run_id(Path(model_path).parent)
+                   y: np.ndarray, scores: np.ndarray, label_names: list[str], out: Path, data_dir: Path) -> None:
+    model_run = training_run(model_path)
     tags = {"sslmae.subset": subset, "sslmae.model": str(model_path)}
     if model_run:
         tags["sslmae.model_run_id"] = model_run
     with mlflow_run(cfg, name=f"evaluate-{subset}", kind="evaluate", tags=tags) as run:
         run_id = run.info.run_id
+        log_dataset(client(cfg), run_id, data_dir, "evaluate")
         log_metrics(cfg, run_id, {f"{subset}_{k}": v for k, v in metrics.items()})
         log_files(cfg, run_id, {"metrics": out / "metrics.json", "per_class": out / "per_class.csv"})
         log_plots(cfg, run_id, {"per_class_ap.png": plots.per_class_ap(table),

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from sslmae.config import Config
-from sslmae.tracking.runs import mlflow_module, tracking_uri
+from sslmae.tracking.runs import check_reachable, mlflow_module, tracking_uri
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 
@@ -18,6 +18,7 @@ def resolve_model(uri: str, cfg: Config | None = None, workdir: str | Path | Non
         return Path(uri)
     mlflow = mlflow_module()
     mlflow.set_tracking_uri(tracking_uri(cfg) if cfg else (mlflow.get_tracking_uri()))
+    check_reachable(mlflow.get_tracking_uri())
     dst = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sslmae-model-"))
     try:
         folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))

@@ -16,6 +16,8 @@ import os
 import platform
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -24,11 +26,11 @@ import timm
 import torch
 
 import sslmae
-from sslmae.atomic import write_json
 from sslmae.config import Config, to_dict
+from sslmae.tracking.lineage import lineage_tags, run_label
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-RUN_FILE = "mlflow_run.json"  # written beside a run's outputs: which MLflow run holds them
+PROBE_TIMEOUT_S = 5.0  # MLflow's own client retries an unreachable server for minutes
 
 
 def mlflow_module():
@@ -46,8 +48,39 @@ def client(cfg: Config):
     return mlflow.MlflowClient()
 
 
+class TrackingError(ValueError):
+    """The tracking server cannot be used; the message names its URI."""
+
+
 def tracking_uri(cfg: Config) -> str:
     return cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_reachable(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """For an http(s) tracking URI, ask the server's /health endpoint once, within a few
+    seconds, before any work; TrackingError naming the URI if it does not answer.
+    Local stores (sqlite, file) need no probe."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
+            if reply.status < 500:
+                return
+            reason = f"HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # an answer (e.g. 401 behind a proxy): the server is there
+            return
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise TrackingError(f"MLflow tracking server {uri} does not answer ({reason}); start it, set "
+                        "tracking.uri or MLFLOW_TRACKING_URI to one that does, or tracking.enabled=false")
+
+
+def check_tracking(cfg: Config) -> None:
+    """check_reachable for a config whose tracking is on."""
+    if cfg.tracking.enabled:
+        check_reachable(tracking_uri(cfg))
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -81,21 +114,18 @@ def mlflow_run(cfg: Config, name: str, kind: str, tags: dict | None = None) -> I
     mlflow = mlflow_module()
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_experiment(cfg.tracking.experiment)
-    all_tags = {"sslmae.kind": kind, **environment(), **(tags or {})}
-    with mlflow.start_run(run_name=name, tags=all_tags) as run:
+    all_tags = {"sslmae.kind": kind, **environment(), **lineage_tags(), **(tags or {})}
+    with mlflow.start_run(run_name=f"{name} @ {run_label()}", tags=all_tags) as run:
         yield run
 
 
-def record_run(out_dir: str | Path, run) -> None:
-    """Remember which MLflow run holds the outputs of `out_dir` (for nesting and lineage)."""
-    if run is not None:
-        write_json(Path(out_dir) / RUN_FILE, {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                                              "artifact_uri": run.info.artifact_uri})
-
-
-def recorded_run_id(out_dir: str | Path) -> str | None:
-    path = Path(out_dir) / RUN_FILE
-    return json.loads(path.read_text())["run_id"] if path.is_file() else None
+@contextlib.contextmanager
+def existing_run(cfg: Config, run_id: str) -> Iterator[object]:
+    """Continue the MLflow run `run_id` (fluent API active inside)."""
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
 
 
 def nest(cfg: Config, parent_run_id: str, child_run_ids: list[str]) -> None:

@@ -16,8 +16,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from sslmae.config import Config
 from sslmae.report import plots
-from sslmae.tracking.runs import (environment, flat_params, log_files, log_plots, record_run, recorded_run_id,
-                                  tracking_uri)
+from sslmae.tracking.lineage import lineage_tags, log_dataset, record_run, recorded_run_id, run_label
+from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, tracking_uri
 
 
 def train_logger(cfg: Config, out_dir: str | Path, resumed: bool) -> MLFlowLogger | None:
@@ -26,8 +26,9 @@ def train_logger(cfg: Config, out_dir: str | Path, resumed: bool) -> MLFlowLogge
     a resumed run gets its earlier MLflow run."""
     if not cfg.tracking.enabled or rank_zero_only.rank != 0:
         return None
-    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=Path(out_dir).name,
-                        tracking_uri=tracking_uri(cfg), tags={"sslmae.kind": "train", **environment()},
+    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=f"{Path(out_dir).name} @ {run_label()}",
+                        tracking_uri=tracking_uri(cfg),
+                        tags={"sslmae.kind": "train", **environment(), **lineage_tags()},
                         run_id=recorded_run_id(out_dir) if resumed else None)
 
 
@@ -37,6 +38,7 @@ def log_train_start(logger: MLFlowLogger | None, cfg: Config, out_dir: str | Pat
         return
     if not resumed:
         logger.log_hyperparams(flat_params(cfg))
+        log_dataset(logger.experiment, logger.run_id, cfg.data.dir, "train")
     record_run(out_dir, logger.experiment.get_run(logger.run_id))
 
 

@@ -6,6 +6,7 @@ Saved as a plain dict of tensors and primitives, so it loads with
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -31,15 +32,31 @@ def save_model(path: str | Path, model: SSLMAE, cfg: Config, label_names: list[s
     return Path(path)
 
 
+class CheckpointError(ValueError):
+    """A model or checkpoint file that cannot be used; the message names it and the way out."""
+
+
+def read_weights_only(path: str | Path, what: str, way_out: str = "", map_location: str = "cpu"):
+    """torch.load(path, weights_only=True), every failure one line: a file that holds pickled code
+    is refused as such (sslmae never runs it), a damaged one is named with `way_out`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise CheckpointError(f"{path}: refused: not a weights-only {what} (it would run pickled code, "
+                                  "which sslmae never loads)") from None
+        raise CheckpointError(f"{path}: cannot read the {what} (damaged or truncated){way_out}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise CheckpointError(f"{path}: cannot read the {what} (damaged or truncated: {reason}){way_out}") from None
+
+
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[SSLMAE, Config, list[str], dict]:
     """-> (model in eval mode, its config, label names, meta)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable sslmae model file: {exc}") from None
+    payload = read_weights_only(path, "sslmae model file", map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an sslmae model file (expected format {FORMAT})")
     cfg = from_saved(payload["config"])

@@ -20,9 +20,18 @@ from sslmae.data.cache import open_cache
 from sslmae.data.images import ImageTableDataset
 from sslmae.data.sampling import LabeledBatchSampler, PairedBatchSampler
 from sslmae.datasets.load import load_dataset
+from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.records import LabeledImages
 from sslmae.model.modes import MODES
 from sslmae.split import read_split
+
+
+def check_task(data: LabeledImages, task: str) -> LabeledImages:
+    """`data`, if its task (mlc: several labels per image; mcc: exactly one) is the one asked for."""
+    if data.task != task:
+        raise DatasetError(f"{data.root}: the dataset is {data.task} (its manifest says so) but data.task is {task}; "
+                           f"set data.task={data.task}")
+    return data
 
 
 def dataset_cache(data: LabeledImages, cfg: Config) -> np.ndarray | None:
@@ -63,7 +72,7 @@ class SSLDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        self.data = load_dataset(self.cfg.data.dir)
+        self.data = check_task(load_dataset(self.cfg.data.dir), self.cfg.data.task)
         self.subsets = read_split(self.cfg.data.split_file, self.data.ids)
 
     @property

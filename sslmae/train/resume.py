@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from sslmae.config import Config, ConfigError, to_dict
+from sslmae.train.checkpoint import read_weights_only
 from sslmae.train.checkpointing import last_checkpoint
 
 # keys that may change between a run and its resumption without changing the result
@@ -38,7 +37,11 @@ def resume_path(cfg: Config, log=print) -> Path | None:
     path = last_checkpoint(cfg.train.out_dir)
     if cfg.train.resume == "never" or not path.is_file():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)["sslmae"]["config"]
+    state = read_weights_only(path, "training checkpoint",
+                              "; move it aside to start over, or set train.resume=never")
+    if not isinstance(state, dict) or "sslmae" not in state:
+        raise ConfigError(f"{path}: not an sslmae training checkpoint; move it aside or set train.resume=never")
+    saved = state["sslmae"]["config"]
     now, then = _flat(to_dict(cfg)), _flat(saved)
     differ = sorted(k for k in set(now) | set(then) if k not in FREE_KEYS and now.get(k) != then.get(k))
     if not differ:

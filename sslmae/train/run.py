@@ -26,9 +26,11 @@ from sslmae.hardware import COMPILE, resolve_hardware
 from sslmae.inference import predict_scores
 from sslmae.metrics.thresholds import tune_thresholds
 from sslmae.model.variants import build_model
+from sslmae.tracking.runs import check_tracking
 from sslmae.tracking.train_log import log_train_end, log_train_start, train_logger
 from sslmae.train.checkpoint import save_model
-from sslmae.train.checkpointing import AtomicCheckpointIO, best_weights, checkpoint_callbacks
+from sslmae.outputs import claim_folder, write_marker
+from sslmae.train.checkpointing import CHECKPOINT_DIR, AtomicCheckpointIO, best_weights, checkpoint_callbacks
 from sslmae.train.datamodule import SSLDataModule
 from sslmae.train.history import EpochHistory
 from sslmae.train.module import SSLMAEModule
@@ -101,7 +103,8 @@ def _write_outputs(cfg: Config, module: SSLMAEModule, datamodule: SSLDataModule,
 def train(cfg: Config) -> TrainResult:
     """One training run as cfg says; resumes from out_dir's checkpoint when train.resume=auto."""
     started = time.time()
-    out = Path(cfg.train.out_dir)
+    out = claim_folder(cfg.train.out_dir, "train", legacy=(f"{CHECKPOINT_DIR}/last.ckpt",))
+    check_tracking(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = SSLDataModule(cfg)
     accelerator, _ = resolve_hardware(cfg.train.accelerator, cfg.train.precision)
@@ -117,6 +120,8 @@ def train(cfg: Config) -> TrainResult:
     with quiet_lightning():
         trainer = _trainer(cfg, out, callbacks, logger)
         if trainer.is_global_zero:
+            out.mkdir(parents=True, exist_ok=True)
+            write_marker(out, "train")
             log_train_start(logger, cfg, out, resumed=ckpt is not None)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
     seconds = time.time() - started

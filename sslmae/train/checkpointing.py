@@ -19,6 +19,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from sslmae.outputs import remove_stale, temp_prefix
+
 CHECKPOINT_DIR = "checkpoints"
 LAST, BEST = "last", "best"
 
@@ -33,7 +35,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        remove_stale(path.parent, f".{path.name}.tmp-")  # what a killed run left
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 torch.save(checkpoint, fh)

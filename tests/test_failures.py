@@ -250,3 +250,28 @@ def test_ingest_reports_progress_and_its_final_line(big_synth, tmp_path):
     assert "ingest: decoding: 1/600 (0 %)" in done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("ingested 600 images") and str(tmp_path / "ds") in last and last.endswith(" s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_training_is_one_line_and_the_run_resumes(tiny_cfg, tmp_path, sig, code):
+    """What Kubernetes (SIGTERM) and a user (Ctrl-C) do to a training run: one line, the exit code,
+    no checkpoint temporaries, and `train.resume: auto` continues from the last checkpoint."""
+    over = tiny_overrides(tmp_path, Path(tiny_cfg.data.dir), Path(tiny_cfg.data.split_file)) + ["train.epochs=40"]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([*SSLMAE, "train", *over], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not ckpt.is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    said = [line for line in err.splitlines() if line.startswith("sslmae") or "Traceback" in line]
+    assert said == [f"sslmae train: {'terminated (SIGTERM)' if code == 143 else 'interrupted (SIGINT)'}; "
+                    "temporary files removed"], err
+    assert [p.name for p in ckpt.parent.iterdir() if p.name.startswith(".")] == []
+    epoch = torch.load(ckpt, weights_only=True)["epoch"]
+    assert epoch < 39 and not (tmp_path / "train" / "model.pt").exists()

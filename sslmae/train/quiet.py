@@ -21,7 +21,9 @@ RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.
 
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        message = record.getMessage()
+        # tips are advertising; an interruption is reported by the CLI in its own one line
+        return "Tip:" not in message and "Detected KeyboardInterrupt" not in message
 
 
 @contextlib.contextmanager

@@ -123,7 +123,12 @@ def train(cfg: Config) -> TrainResult:
             out.mkdir(parents=True, exist_ok=True)
             write_marker(out, "train")
             log_train_start(logger, cfg, out, resumed=ckpt is not None)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1); the caller decides what it means
+                raise KeyboardInterrupt from None
+            raise
     seconds = time.time() - started
     if not trainer.is_global_zero:
         return TrainResult(out / "model.pt", out / "last.pt", None, -1, [], out / "history.csv", seconds,

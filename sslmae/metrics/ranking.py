@@ -33,11 +33,6 @@ def per_label_ap(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.asarray([average_precision(y[:, c], s[:, c]) for c in range(y.shape[1])])
 
 
-def _ranks(s: np.ndarray) -> np.ndarray:
-    """rank[i, j] = number of labels with score >= s[i, j] (1 = highest; ties pessimistic)."""
-    return (s[:, None, :] >= s[:, :, None]).sum(-1)
-
-
 def coverage(y: np.ndarray, s: np.ndarray) -> float:
     """How many steps down the ranking, on average, it takes to cover every true label:
     scikit-learn's coverage_error - 1, as the authors report it (src/utils/metrics.py:79), over

@@ -9,7 +9,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install run test clean chromium image
+.PHONY: install run test clean chromium image run-containers
 
 install: $(STAMP)
 
@@ -41,6 +41,12 @@ BASE ?= auto
 IMAGE ?= sslmae:dev
 image:
 	bash docker/build.sh --tag $(IMAGE) --base $(BASE)
+
+# The whole Kubeflow DAG on the embedded synthetic data, every step in $(IMAGE) through kfp's DockerRunner
+# (docker, else podman's Docker API, started and stopped here), with an MLflow server the containers reach
+# ($MLFLOW_TRACKING_URI when it is http(s), else one started on runs/kfp-containers/mlflow and stopped after).
+run-containers: install image
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sslmae pipeline run-containers --image $(IMAGE)
 
 test: install chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -3,10 +3,12 @@
 and kfp are installed: nothing is pip-installed when a pod starts. Each component imports
 inside its function because KFP runs that function's body alone in the container.
 
-The image is `$SSLMAE_IMAGE` when the components are imported (at compile time), else
-IMAGE below.
+The image a compiled pipeline uses is `--image` (pipelines.training.Resources.image, set on
+every task); IMAGE below is its default: `$SSLMAE_IMAGE` when set, else PLACEHOLDER, a name
+that is not published anywhere (compile, submit and schedule warn when it is used).
 """
 
 import os
 
-IMAGE = os.environ.get("SSLMAE_IMAGE", "ghcr.io/sslmae/sslmae:0.1.0")
+PLACEHOLDER = "ghcr.io/sslmae/sslmae:0.1.0"
+IMAGE = os.environ.get("SSLMAE_IMAGE", PLACEHOLDER)

@@ -5,10 +5,11 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(params: dict, source: str, dataset: Output[Dataset], stats: Output[Metrics]):
-    """Any supported layout (folder, archive, s3://) -> the canonical dataset folder."""
+def ingest(params: dict, source: str, store: str, dataset: Output[Dataset], stats: Output[Metrics]):
+    """Any supported layout (folder, archive, s3://) -> the canonical dataset folder; with a
+    store (s3://bucket/prefix), published there by digest and passed on by reference."""
     from sslmae.pipeline.steps import ingest_step
 
-    result = ingest_step(params, source, dataset.path)
+    result = ingest_step(params, source, dataset.path, store)
     dataset.metadata.update(result)
     stats.log_metric("n_images", result["n_images"])

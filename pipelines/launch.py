@@ -1,68 +1,237 @@
-"""`sslmae pipeline compile | run-local | submit | schedule`: the Kubeflow entry points,
-beside the DAG they compile and submit (`pipelines.training`)."""
+"""`sslmae pipeline compile | run-local | run-containers | submit | schedule`: the Kubeflow entry
+points, beside the DAG they compile and submit (`pipelines.training`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import kfp
 import kfp.local
 from kfp import compiler
 
+from components import IMAGE, PLACEHOLDER
 from pipelines.training import Resources, build_pipeline
 from sslmae.atomic import atomic_file
-from sslmae.config import Config, to_dict
+from sslmae.config import Config, load_config, to_dict, updated
+from sslmae.datasets.sources import source_kind
+from sslmae.datasets.synth import write_synthetic
+from sslmae.outputs import claim_folder, write_marker
+from sslmae.pipeline.multinode import check_trainer
+from sslmae.pipeline.schedule import check_cron, replace_recurring_run
+from sslmae.pipeline.services import docker_api, mlflow_server
+from sslmae.pipeline.store import check_store
+from sslmae.tracking.runs import tracking_uri
 
-# run-local shrinks every knob so the whole DAG runs on a laptop CPU in a few minutes
+REPO = Path(__file__).resolve().parents[1]
+PODMAN_CONF = REPO / "docker" / "podman.conf"  # runc, ulimits, host network (docker/build.sh uses it too)
+LOCAL_IMAGE = "sslmae:dev"  # what `make image` builds
+# run-local and run-containers shrink every knob so the whole DAG runs on a laptop CPU in minutes
 LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.size=micro", "model.patch_size=4",
                    "model.mask_patch_size=8", "train.epochs=2", "train.batch_size=8", "train.progress_bar=false",
                    "split.fraction=0.3"]
 
 
-def pipeline_func(cfg: Config, parallelism: int = 4, gpus: int = 1, nodes: int = 1):
-    return build_pipeline(to_dict(cfg), Resources(parallelism=parallelism, gpus=gpus, nodes=nodes))
+def warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
-def compile_pipeline(cfg: Config, out: str | Path, parallelism: int = 4, gpus: int = 1, nodes: int = 1) -> Path:
+def local_config(params: str | None, overrides: list[str]) -> Config:
+    """The params of a run on this machine: LOCAL_OVERRIDES, then the user's overrides."""
+    path = params if params and Path(params).exists() else None
+    return load_config(path, LOCAL_OVERRIDES + list(overrides))
+
+
+def pick_image(image: str | None, log=warn) -> str:
+    """`image`, else $SSLMAE_IMAGE, else the placeholder, with a warning: nothing is published under it."""
+    image = image or IMAGE
+    if image == PLACEHOLDER:
+        log(f"warning: the image {PLACEHOLDER} is a placeholder, not a published image: the pipeline's pods will "
+            "fail to pull it. Build and push the image (make image; docker push REGISTRY/sslmae:TAG), then pass "
+            "--image REGISTRY/sslmae:TAG (or set SSLMAE_IMAGE)")
+    return image
+
+
+def resources(parallelism: int = 4, gpus: int = 1, nodes: int = 1, image: str | None = None, trainer: str = "v1",
+              log=warn) -> Resources:
+    if parallelism < 1 or gpus < 0 or nodes < 1:
+        raise ValueError(f"--parallelism >= 1, --gpus >= 0, --nodes >= 1; got {parallelism}, {gpus}, {nodes}")
+    if nodes > 1 and gpus < 1:
+        raise ValueError("--nodes > 1 needs --gpus >= 1 (GPUs per pod of the job)")
+    return Resources(parallelism=parallelism, gpus=gpus, nodes=nodes, image=pick_image(image, log),
+                     trainer=check_trainer(trainer))
+
+
+def pipeline_func(cfg: Config, res: Resources | None = None):
+    return build_pipeline(to_dict(cfg), res or Resources())
+
+
+def compile_pipeline(cfg: Config, out: str | Path, res: Resources | None = None) -> Path:
     out = Path(out)
     with atomic_file(out) as tmp:
-        compiler.Compiler().compile(pipeline_func(cfg, parallelism, gpus, nodes), str(tmp.with_suffix(".yaml")))
+        compiler.Compiler().compile(pipeline_func(cfg, res), str(tmp.with_suffix(".yaml")))
         tmp.with_suffix(".yaml").replace(tmp)
     return out
 
 
-def run_local(cfg: Config, root: str | Path, source: str) -> None:
-    """The whole DAG with kfp.local's SubprocessRunner (no cluster, no containers)."""
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    func = pipeline_func(cfg, parallelism=2, gpus=0)
-    func(source=source)
+def _prepare(cfg: Config, root: str | Path, source: str) -> tuple[Path, str]:
+    """The run folder (new, empty, or an earlier `sslmae pipeline` run's) and the source:
+    without one, the embedded synthetic dataset written to <root>/synth."""
+    root = claim_folder(root, "pipeline", legacy=("pipeline_root",))  # legacy: run-local's before the marker
+    root.mkdir(parents=True, exist_ok=True)
+    write_marker(root, "pipeline")
+    if not source:
+        source = str(write_synthetic(root / "synth", n=cfg.synth.n, size=cfg.synth.size, seed=cfg.synth.seed))
+    elif source_kind(source) != "s3":
+        source = str(Path(source).expanduser().resolve())
+    return root, source
 
 
-def client(host: str | None):
+def run_local(cfg: Config, root: str | Path, source: str = "") -> Path:
+    """The whole DAG with kfp.local's SubprocessRunner (no cluster, no containers); the
+    artifacts go to <root>/pipeline_root."""
+    root, source = _prepare(cfg, root, source)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "pipeline_root"))
+    pipeline_func(cfg, Resources(parallelism=2, gpus=0))(source=source)
+    return root / "pipeline_root"
+
+
+# ------------------------------------------------------------------ run-containers
+
+def _run_docker_container(client, image: str, command: list, volumes: dict, **run_args) -> int:
+    """kfp.local's run_docker_container, keeping the exit status: kfp runs containers with
+    auto_remove and reads the status after they exit, but an engine that already removed the
+    container (podman does) answers 404, which kfp 2.17 takes for success. Here the container
+    is removed after its status is read. The image must be on the machine (no pull)."""
+    run_args.pop("auto_remove", None)
+    container = client.containers.run(image=image, command=command, detach=True, stdout=True, stderr=True,
+                                      volumes=volumes, **run_args)
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
+
+
+@contextlib.contextmanager
+def _keeping_exit_status():
+    from kfp.local import docker_task_handler  # imports the Docker SDK: optional, only run-containers needs it
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_docker_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
+def _local_image(image: str) -> str:
+    """The name under which the engine lists `image` (podman: localhost/sslmae:dev for sslmae:dev)."""
+    import docker  # optional: only run-containers (kfp's DockerRunner) needs the Docker SDK
+
+    client = docker.from_env()
+    try:
+        tags = client.images.get(image).tags
+    except docker.errors.ImageNotFound:
+        raise ValueError(f"run-containers: no image {image} on this machine: build it with `make image` "
+                         "(or pass --image)") from None
+    finally:
+        client.close()
+    return image if image in tags or not tags else next((t for t in tags if t.endswith("/" + image)), tags[0])
+
+
+def _writable_by_the_image(folder: Path) -> None:
+    """The image runs as uid 10001, group 0: the pipeline root must let it write. As root here:
+    group 0, group-writable, setgid (new folders stay group 0); otherwise writable by all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(folder, -1, 0)
+        os.chmod(folder, 0o2775)
+    else:
+        os.chmod(folder, 0o777)
+
+
+def run_containers(cfg: Config, root: str | Path, source: str = "", image: str | None = None, log=print) -> Path:
+    """The whole DAG with kfp.local's DockerRunner: every step in `image` (default sslmae:dev),
+    through docker or podman's Docker API, with an MLflow server the containers reach (the
+    configured http(s) one, else one started on <root>/mlflow and stopped after the run)."""
+    root, source = _prepare(cfg, root, source)
+    pipeline_root = root / "pipeline_root"
+    _writable_by_the_image(pipeline_root)
+    uri = tracking_uri(cfg)
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(docker_api(PODMAN_CONF if PODMAN_CONF.is_file() else None, log))
+        tag = _local_image(image or LOCAL_IMAGE)
+        if not uri.startswith(("http://", "https://")):
+            uri = stack.enter_context(mlflow_server(root / "mlflow", log))
+            cfg = updated(cfg, {"tracking.uri": uri})
+        env = {"MLFLOW_TRACKING_URI": uri}
+        env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "MLFLOW_S3_ENDPOINT_URL"})
+        mounts = []
+        if source_kind(source) != "s3":  # the source, read-only, at the same path
+            import docker.types  # optional: only run-containers needs the Docker SDK
+
+            mounts.append(docker.types.Mount(target=source, source=source, type="bind", read_only=True))
+        log(f"run-containers: every step in {tag} ({engine}), MLflow {uri}, artifacts under {pipeline_root}")
+        runner = kfp.local.DockerRunner(network_mode="host", environment=env, mounts=mounts)
+        kfp.local.init(runner=runner, pipeline_root=str(pipeline_root))
+        with _keeping_exit_status():
+            pipeline_func(cfg, Resources(parallelism=2, gpus=0, image=tag))(source=source)
+    return pipeline_root
+
+
+# ------------------------------------------------------------------ a cluster
+
+def client(host: str | None, namespace: str | None = None):
+    """kfp.Client for `host` (else $KFP_HOST) in `namespace` (else $KFP_NAMESPACE); multi-user
+    Kubeflow without a namespace is refused (its API server rejects an empty one)."""
     host = host or os.environ.get("KFP_HOST")
     if not host:
         raise ValueError("no Kubeflow Pipelines host: pass --host or set KFP_HOST")
-    return kfp.Client(host=host)
+    namespace = namespace or os.environ.get("KFP_NAMESPACE") or None
+    c = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
+    if namespace == "kubeflow":  # kfp.Client takes 'kubeflow' for "not given"; its public setter would
+        c._context_setting["namespace"] = namespace  # also write ~/.config/kfp/context.json for later clients
+    if not c.get_user_namespace() and c.get_kfp_healthz().multi_user:
+        raise ValueError(f"{host} is multi-user Kubeflow: pass --namespace (your profile namespace) or set "
+                         "KFP_NAMESPACE")
+    return c
 
 
-def submit(cfg: Config, host: str | None, experiment: str, source: str, parallelism: int = 4, gpus: int = 1,
-           nodes: int = 1, frozen_split: str = "") -> str:
-    run = client(host).create_run_from_pipeline_func(pipeline_func(cfg, parallelism, gpus, nodes),
-                                                     arguments={"source": source, "frozen_split": frozen_split},
-                                                     experiment_name=experiment)
+def check_source(cfg: Config, source: str, action: str) -> str:
+    """The run's source, refused before any request when empty and data.source is a path on this
+    machine (the pods do not have it)."""
+    if not source and source_kind(cfg.data.source) != "s3":
+        raise ValueError(f"{action}: --source is empty and data.source ({cfg.data.source}) is a path on this "
+                         "machine, not in the pods: pass --source s3://bucket/prefix (or a path mounted in the pods)")
+    return source
+
+
+def submit(cfg: Config, host: str | None, experiment: str, source: str, res: Resources | None = None,
+           namespace: str | None = None, frozen_split: str = "", store: str = "") -> str:
+    check_source(cfg, source, "submit")
+    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store)}
+    c = client(host, namespace)
+    run = c.create_run_from_pipeline_func(pipeline_func(cfg, res), arguments=args, experiment_name=experiment,
+                                          namespace=c.get_user_namespace() or None)
     return run.run_id
 
 
 def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: str, package: str | Path,
-             parallelism: int = 4, gpus: int = 1, nodes: int = 1, frozen_split: str = "") -> str:
-    """A recurring run: retrain on whatever `source` holds at each tick; the promotion gate
-    decides whether the new model replaces the champion."""
-    c = client(host)
-    compile_pipeline(cfg, package, parallelism, gpus, nodes)
-    exp = c.create_experiment(experiment)
-    job = c.create_recurring_run(experiment_id=exp.experiment_id, job_name=f"{experiment}-retrain",
-                                 cron_expression=cron, pipeline_package_path=str(package),
-                                 params={"source": source, "frozen_split": frozen_split}, max_concurrency=1,
-                                 no_catchup=True)
-    return job.recurring_run_id
+             res: Resources | None = None, namespace: str | None = None, frozen_split: str = "",
+             store: str = "", log=print) -> tuple[str, list[str]]:
+    """One recurring run named `<experiment>-retrain`: a second `schedule` replaces the first
+    (sslmae.pipeline.schedule). Retrains on whatever `source` holds at each tick; the promotion
+    gate decides whether the new model replaces the champion."""
+    cron = check_cron(cron)  # before any request
+    check_source(cfg, source, "schedule")
+    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store)}
+    c = client(host, namespace)
+    compile_pipeline(cfg, package, res)
+    ns = c.get_user_namespace() or None
+    exp = c.create_experiment(experiment, namespace=ns)
+    return replace_recurring_run(c, exp.experiment_id, f"{experiment}-retrain", package, "sslmae-training", cron,
+                                 args, namespace=ns, log=log)

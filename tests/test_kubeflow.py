@@ -74,7 +74,22 @@ def test_train_tasks_request_gpus_shm_retries_and_caching(compiled):
     assert k8s["exec-train-trial"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     secrets = {s["secretName"] for s in k8s["exec-ingest"]["secretAsEnv"]}
     assert secrets == {"sslmae-s3"}
-    assert {s["secretName"] for s in k8s["exec-register-and-promote"]["secretAsEnv"]} == {"sslmae-mlflow"}
+    # the dataset may come by reference from the store: every step that reads it gets the S3 keys
+    for step in ("exec-split", "exec-train-trial", "exec-evaluate", "exec-register-and-promote"):
+        assert "sslmae-s3" in {s["secretName"] for s in k8s[step]["secretAsEnv"]}, step
+        assert any(m["mountPath"] == "/scratch" and m["sizeLimit"] for m in k8s[step]["emptyDirMounts"]), step
+    assert {s["secretName"] for s in k8s["exec-register-and-promote"]["secretAsEnv"]} == {"sslmae-mlflow", "sslmae-s3"}
+    assert {s["secretName"] for s in k8s["exec-report"]["secretAsEnv"]} == {"sslmae-mlflow"}
+
+
+def test_the_run_id_and_store_reach_the_trials(compiled):
+    spec, _ = compiled
+    assert spec["root"]["inputDefinitions"]["parameters"]["store"]["defaultValue"] == ""
+    inner = spec["components"][f"comp-{loop_name(spec)}"]["dag"]["tasks"]["train-trial"]["inputs"]["parameters"]
+    assert inner["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert inner["store"]["componentInputParameter"] == "pipelinechannel--store"
+    select = spec["root"]["dag"]["tasks"]["select"]["inputs"]["parameters"]
+    assert select["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}" and "store" in select
 
 
 def test_multinode_compile_uses_the_pytorchjob_launcher(tmp_path):
@@ -85,6 +100,14 @@ def test_multinode_compile_uses_the_pytorchjob_launcher(tmp_path):
     assert "train-trial-multinode" in spec["components"][f"comp-{loop_name(spec)}"]["dag"]["tasks"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-trial-multinode"]
     assert k8s["pvcMount"][0]["mountPath"] == "/mnt/sslmae"
+    # the launcher knows its pod, the owner of the job it creates
+    assert {e["name"]: e["fieldPath"] for e in k8s["fieldPathAsEnv"]} == {
+        "POD_NAME": "metadata.name", "POD_UID": "metadata.uid", "POD_NAMESPACE": "metadata.namespace"}
+    # select removes the run's staging folder from the claim
+    select = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-select"]
+    assert select["pvcMount"][0]["mountPath"] == "/mnt/sslmae"
+    assert spec["root"]["dag"]["tasks"]["select"]["inputs"]["parameters"]["claim"]["runtimeValue"]["constant"] \
+        == "/mnt/sslmae"
 
 
 def test_pytorchjob_manifest():

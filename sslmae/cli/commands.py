@@ -123,36 +123,41 @@ def cmd_report(args) -> None:
     print(f"wrote {path}" + (f" (and to the grid's MLflow run {logged})" if logged else ""))
 
 
+def _resources(args, launch):
+    return launch.resources(args.parallelism, args.gpus, args.nodes, args.image, args.trainer)
+
+
 def _pipeline_compile(args, cfg, launch) -> None:
-    print(f"wrote {launch.compile_pipeline(cfg, args.out, args.parallelism, args.gpus, args.nodes)}")
+    print(f"wrote {launch.compile_pipeline(cfg, args.out, _resources(args, launch))}")
 
 
 def _pipeline_run_local(args, cfg, launch) -> None:
-    cfg = load_config(args.params if Path(args.params).exists() else None,
-                      launch.LOCAL_OVERRIDES + list(args.overrides))
-    root = Path(args.root).resolve()
-    source = args.source
-    if not source:  # the embedded dataset, made on the spot
-        source = str(write_synthetic(root / "synth", n=cfg.synth.n, size=cfg.synth.size, seed=cfg.synth.seed))
-    launch.run_local(cfg, root / "pipeline_root", source)
-    print(f"local pipeline run finished; artifacts under {root / 'pipeline_root'}")
+    out = launch.run_local(launch.local_config(args.params, args.overrides), args.root or "runs/kfp-local",
+                           args.source)
+    print(f"local pipeline run finished; artifacts under {out}")
+
+
+def _pipeline_run_containers(args, cfg, launch) -> None:
+    out = launch.run_containers(launch.local_config(args.params, args.overrides),
+                                args.root or "runs/kfp-containers", args.source, args.image)
+    print(f"pipeline run in containers finished; artifacts under {out}")
 
 
 def _pipeline_submit(args, cfg, launch) -> None:
-    rid = launch.submit(cfg, args.host, args.experiment, args.source, args.parallelism, args.gpus, args.nodes,
-                         args.frozen_split)
+    rid = launch.submit(cfg, args.host, args.experiment, args.source, _resources(args, launch), args.namespace,
+                        args.frozen_split, args.store)
     print(f"submitted run {rid}")
 
 
 def _pipeline_schedule(args, cfg, launch) -> None:
-    if not args.cron:
-        raise ValueError("schedule: --cron is required (6 fields, seconds first, e.g. '0 0 3 * * *')")
-    rid = launch.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out, args.parallelism,
-                           args.gpus, args.nodes, args.frozen_split)
-    print(f"recurring run {rid}: {args.cron}")
+    launch.check_cron(args.cron)  # first: a wrong cron is the one line the user sees
+    rid, replaced = launch.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out,
+                                    _resources(args, launch), args.namespace, args.frozen_split, args.store)
+    print(f"recurring run {rid}: {args.cron}" + (f" (replaced {', '.join(replaced)})" if replaced else ""))
 
 
-PIPELINE_ACTIONS = {"compile": _pipeline_compile, "run-local": _pipeline_run_local, "submit": _pipeline_submit,
+PIPELINE_ACTIONS = {"compile": _pipeline_compile, "run-local": _pipeline_run_local,
+                    "run-containers": _pipeline_run_containers, "submit": _pipeline_submit,
                     "schedule": _pipeline_schedule}
 
 

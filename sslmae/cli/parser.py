@@ -94,17 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.set_defaults(func=cmd.cmd_predict)
 
-    p = sub.add_parser("pipeline", help="Kubeflow: compile | run-local | submit | schedule")
+    p = sub.add_parser("pipeline", help="Kubeflow: compile | run-local | run-containers | submit | schedule")
     p.add_argument("action", choices=list(cmd.PIPELINE_ACTIONS))
     p.add_argument("--out", default="pipeline.yaml", help="compiled pipeline YAML (compile, schedule)")
     p.add_argument("--parallelism", type=int, default=4, help="grid trials at once")
     p.add_argument("--gpus", type=int, default=1, help="GPUs per training task (per pod with --nodes)")
-    p.add_argument("--nodes", type=int, default=1, help="> 1: each trial is a PyTorchJob over this many pods")
-    p.add_argument("--root", default="runs/kfp-local", help="run-local: where artifacts go")
+    p.add_argument("--nodes", type=int, default=1, help="> 1: each trial is a multi-node job over this many pods")
+    p.add_argument("--trainer", default="v1", choices=["v1", "v2"],
+                   help="with --nodes: v1 Training Operator PyTorchJob, v2 Kubeflow Trainer TrainJob")
+    p.add_argument("--image", default=None,
+                   help="the image every step runs in (default: $SSLMAE_IMAGE; run-containers: sslmae:dev)")
+    p.add_argument("--root", default=None,
+                   help="run-local / run-containers: the run folder (default runs/kfp-local, runs/kfp-containers)")
     p.add_argument("--source", default="", help="dataset source (default: data.source; run-local: synthetic)")
     p.add_argument("--frozen-split", default="",
                    help="submit/schedule: a path or s3:// URI where the split persists across runs (frozen test set)")
+    p.add_argument("--store", default="",
+                   help="submit/schedule: s3://bucket/prefix for the dataset by reference and trial checkpoints")
     p.add_argument("--host", default=None, help="Kubeflow Pipelines API (default: $KFP_HOST)")
+    p.add_argument("--namespace", default=None,
+                   help="submit/schedule: the Kubeflow profile namespace (multi-user; default: $KFP_NAMESPACE)")
     p.add_argument("--experiment", default="sslmae")
     p.add_argument("--cron", default=None, help="schedule: cron expression with seconds, e.g. '0 0 3 * * *'")
     _add_params(p)

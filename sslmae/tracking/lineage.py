@@ -84,7 +84,11 @@ def log_dataset(client, run_id: str, data_dir: str | Path, context: str) -> None
     folder = Path(data_dir).resolve()
     dataset = MetaDataset(resolve_dataset_source(str(folder)), name=folder.name, digest=digest[:DIGEST_CHARS])
     tag = mlflow.entities.InputTag(key="mlflow.data.context", value=context)
-    client.log_inputs(run_id, datasets=[mlflow.entities.DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
+    inputs = [mlflow.entities.DatasetInput(dataset._to_mlflow_entity(), tags=[tag])]
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except mlflow.exceptions.MlflowException:  # parallel trials: another run inserted this dataset first
+        client.log_inputs(run_id, datasets=inputs)  # now it exists and is linked, not inserted
     client.set_tag(run_id, "sslmae.dataset.sha256", digest)
 
 

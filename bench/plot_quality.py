@@ -1,8 +1,11 @@
 """Plot quality JSON lines (bench_quality.py's output) as label-fraction curves, one line per
 configuration: the mode, the params file, the overrides (the cache folder left out) and, for
 labeled-only modes, whether they trained as many epochs or as many steps as semi_supervised.
+Runs of one configuration and fraction with different seeds are one point: their mean, with the
+standard deviation as an error bar; the table printed (markdown) says mean ± sd (n runs).
 
     python bench/plot_quality.py bench/results/quality_2026-11-26.jsonl --out docs/img/fractions_cpu.png
+    python bench/plot_quality.py runs.jsonl --out curve.png --metric val_macro_auprc
 """
 
 from __future__ import annotations
@@ -27,11 +30,28 @@ def label(row: dict, semi_epochs: set[int]) -> str:
     return name
 
 
-def table(paths: list[Path]) -> pd.DataFrame:
+def table(paths: list[Path], metric: str = "macro_auprc") -> pd.DataFrame:
     rows = [json.loads(line) for p in paths for line in p.read_text().splitlines() if line.strip()]
     semi = {r.get("epochs") for r in rows if r["mode"] == "semi_supervised"}
-    return pd.DataFrame([{"fraction": r["fraction"], "mode": label(r, semi), "macro_auprc": r["macro_auprc"]}
-                         for r in rows])
+    return pd.DataFrame([{"fraction": r["fraction"], "mode": label(r, semi), metric: r.get(metric),
+                          "seed": r.get("seed")} for r in rows])
+
+
+def summary(data: pd.DataFrame, metric: str) -> str:
+    """Markdown: one row per fraction, one column per configuration, 'mean ± sd (n)'."""
+    stats = data.groupby(["fraction", "mode"])[metric].agg(["mean", "std", "count"])
+    modes = list(dict.fromkeys(data["mode"]))
+    lines = ["| labeled fraction | " + " | ".join(modes) + " |", "|" + "---|" * (len(modes) + 1)]
+    for fraction in sorted(data["fraction"].unique()):
+        cells = []
+        for m in modes:
+            if (fraction, m) not in stats.index:
+                cells.append("-")
+                continue
+            mean, sd, n = stats.loc[(fraction, m)]
+            cells.append(f"{mean:.3f}" + (f" ± {sd:.3f} ({int(n)})" if n > 1 else " (1)"))
+        lines.append(f"| {fraction:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -39,15 +59,16 @@ def main(argv=None) -> int:
     p.add_argument("jsonl", type=Path, nargs="+")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--title", default=None)
+    p.add_argument("--metric", default="macro_auprc", help="a key of the JSON lines (default: test macro_auprc)")
     args = p.parse_args(argv)
 
     from sslmae.atomic import atomic_file
     from sslmae.report.plots import label_fraction_curve
 
-    data = table(args.jsonl)
+    data = table(args.jsonl, args.metric)
     with atomic_file(args.out) as tmp:
-        Path(tmp).write_bytes(label_fraction_curve(data, "macro_auprc", title=args.title))
-    print(data.pivot_table(index="fraction", columns="mode", values="macro_auprc").round(3).to_string())
+        Path(tmp).write_bytes(label_fraction_curve(data, args.metric, title=args.title))
+    print(summary(data, args.metric))
     print(f"wrote {args.out}")
     return 0
 

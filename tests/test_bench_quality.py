@@ -126,3 +126,7 @@ def test_plot_quality_labels_configurations_and_draws(tmp_path):
                  "supervised_baseline (equal steps)"):
         assert name in proc.stdout
     assert "cache_dir" not in proc.stdout
+    seeded = [{**rows[1], "seed": s, "macro_auprc": v} for s, v in ((1, 0.5), (2, 0.7))]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows + seeded))
+    proc = run_bench("plot_quality.py", str(src), "--out", str(tmp_path / "q.png"))
+    assert "| 0.6" in proc.stdout and "0.600 ± 0.100 (3)" in proc.stdout  # three seeds: mean ± sd (n)

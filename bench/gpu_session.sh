@@ -17,6 +17,7 @@ OUT=${OUT:-bench/results}
 DATA=${DATA:-.ucm/ucm_mlc}
 RECIPE=${RECIPE:-recipes/ucm_gpu.yaml}
 PY=${PYTHON:-python}
+WORK=${WORK:-/tmp/sslmae-gpu}  # runs, splits and the image cache of each part
 mkdir -p "$OUT"
 [ -f "$DATA/labels.csv" ] || { echo "gpu_session: $DATA/labels.csv missing: run bench/pack_ucm.py and carry .ucm" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$OUT/gpu_info.csv" 2>/dev/null || echo "no nvidia-smi here"
@@ -29,15 +30,15 @@ case "${1:-}" in
     ;;
   quality)  # the issue's run: 10 % of split_seed42's train labeled, no pretrained weights, <= 5 min
     timeout 400 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.1 \
-      --modes semi_supervised --work /tmp/quality --out "$OUT"
+      --modes semi_supervised --work "$WORK/quality" --out "$OUT"
     ;;
   quality-visible)  # the same with the visible_only extension (the best variant on the CPU)
     timeout 400 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.1 \
-      --modes semi_supervised --work /tmp/quality_visible --out "$OUT" model.encoder=visible_only
+      --modes semi_supervised --work "$WORK/quality_visible" --out "$OUT" model.encoder=visible_only
     ;;
   curve)  # the label-fraction curve with the same recipe (every semi run costs as much as the 10 % one)
     timeout 580 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.01 0.05 0.25 \
-      --work /tmp/curve --out "$OUT" --plot "$OUT/fractions_gpu.png" "${@:2}"
+      --work "$WORK/curve" --out "$OUT" --plot "$OUT/fractions_gpu.png" "${@:2}"
     ;;
   *) echo "usage: bash bench/gpu_session.sh bench|quality|quality-visible|curve [overrides for curve]" >&2; exit 2 ;;
 esac

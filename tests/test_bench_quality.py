@@ -92,7 +92,8 @@ def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, sy
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text("data: {img_size: 32}\nmodel: {size: micro, patch_size: 4, mask_patch_size: 8}\n"
                       "train: {epochs: 1, batch_size: 8, accelerator: cpu}\ntracking: {enabled: false}\n")
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "DATA": str(data), "RECIPE": str(recipe), "PYTHON": sys.executable}
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "DATA": str(data), "RECIPE": str(recipe), "PYTHON": sys.executable,
+           "WORK": str(tmp_path / "work")}
     script = str(REPO / "bench" / "gpu_session.sh")
     proc = subprocess.run(["bash", script, "quality"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

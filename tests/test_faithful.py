@@ -186,7 +186,9 @@ def test_early_stopping_on_val_loss_and_select_last(tiny_cfg):
 
 def test_config_command_prints_the_resolved_params(capsys, tmp_path):
     assert main(["config", "--params", str(REPO / "recipes" / "authors.yaml"), "train.epochs=3"]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert out.startswith("seed: "), out[:500]  # the YAML and nothing else on stdout
+    printed = yaml.safe_load(out)
     assert printed["train"]["epochs"] == 3 and printed["train"]["betas"] == [0.9, 0.95]
     assert printed["augment"]["unlabeled"]["jitter"] == [0.4, 0.4, 0.2, 0.1]
     assert load_config(None, []).model_dump().keys() == printed.keys()

@@ -1,6 +1,9 @@
 """Each knob that matches the authors' code (recipes/authors.yaml, docs/method.md) changes what
 it says it changes, and only that."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,11 +187,14 @@ def test_early_stopping_on_val_loss_and_select_last(tiny_cfg):
 
 # ---------------------------------------------------------------- sslmae config
 
-def test_config_command_prints_the_resolved_params(capsys, tmp_path):
-    assert main(["config", "--params", str(REPO / "recipes" / "authors.yaml"), "train.epochs=3"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("seed: "), out[:500]  # the YAML and nothing else on stdout
-    printed = yaml.safe_load(out)
+def test_config_command_prints_the_resolved_params(capsys):
+    # a process of its own: what a user's shell gets on stdout, and nothing another test left
+    # running in this process can write into it
+    proc = subprocess.run([sys.executable, "-m", "sslmae.cli", "config", "--params", str(REPO / "recipes" / "authors.yaml"),
+                           "train.epochs=3"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("seed: "), proc.stdout[:500]  # the YAML and nothing else on stdout
+    printed = yaml.safe_load(proc.stdout)
     assert printed["train"]["epochs"] == 3 and printed["train"]["betas"] == [0.9, 0.95]
     assert printed["augment"]["unlabeled"]["jitter"] == [0.4, 0.4, 0.2, 0.1]
     assert load_config(None, []).model_dump().keys() == printed.keys()

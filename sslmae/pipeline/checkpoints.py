@@ -26,6 +26,7 @@ from sslmae.pipeline.store import Store
 from sslmae.train.checkpointing import BEST, CHECKPOINT_DIR, LAST
 
 FILES = (f"{BEST}.ckpt", f"{LAST}.ckpt")  # best first: a restored last.ckpt may point at it
+UPLOAD_EVERY_S = 5.0  # seconds between upload rounds; $SSLMAE_CHECKPOINT_UPLOAD_EVERY_S overrides
 
 
 def safe_key(text: str) -> str:
@@ -80,8 +81,10 @@ class TrialCheckpoints:
             seen[name] = stamp
 
     @contextlib.contextmanager
-    def mirrored(self, out_dir: str | Path, every_s: float = 5.0) -> Iterator[None]:
+    def mirrored(self, out_dir: str | Path, every_s: float | None = None) -> Iterator[None]:
         """Upload new checkpoints every `every_s` seconds while the block runs, and once at the end."""
+        every_s = every_s if every_s is not None else float(
+            os.environ.get("SSLMAE_CHECKPOINT_UPLOAD_EVERY_S", UPLOAD_EVERY_S))
         seen: dict = {}
         stop = threading.Event()
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 from sslmae.atomic import write_json
@@ -82,7 +83,10 @@ def log_dataset(client, run_id: str, data_dir: str | Path, context: str) -> None
     from mlflow.data.meta_dataset import MetaDataset
 
     folder = Path(data_dir).resolve()
-    dataset = MetaDataset(resolve_dataset_source(str(folder)), name=folder.name, digest=digest[:DIGEST_CHARS])
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice ('' and 'file'): the same class
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        source = resolve_dataset_source(str(folder))
+    dataset = MetaDataset(source, name=folder.name, digest=digest[:DIGEST_CHARS])
     tag = mlflow.entities.InputTag(key="mlflow.data.context", value=context)
     inputs = [mlflow.entities.DatasetInput(dataset._to_mlflow_entity(), tags=[tag])]
     try:

@@ -4,7 +4,7 @@ labeled-only modes, whether they trained as many epochs or as many steps as semi
 Runs of one configuration and fraction with different seeds are one point: their mean, with the
 standard deviation as an error bar; the table printed (markdown) says mean ± sd (n runs).
 
-    python bench/plot_quality.py bench/results/quality_2026-11-26.jsonl --out docs/img/fractions_cpu.png
+    python bench/plot_quality.py bench/results/quality_seeds_2026-11-30.jsonl --out docs/img/fractions_cpu.png
     python bench/plot_quality.py runs.jsonl --out curve.png --metric val_macro_auprc
 """
 

@@ -230,7 +230,7 @@ def label_fraction_curve(table: pd.DataFrame, metric: str, title: str | None = N
     _require(table, ["fraction", "mode"], "fractions table")
     col = metric_column(table, metric, ("test_", "val_"))
     data = table.assign(fraction=pd.to_numeric(table["fraction"]), value=pd.to_numeric(table[col], errors="coerce"))
-    fig = _figure(8.0, 4.0)
+    fig = _figure(8.0, 4.0 + 0.22 * data["mode"].nunique())  # room for the legend below the axes
     ax = fig.add_subplot()
     for mode, rows in data.groupby("mode", sort=True):
         stats = rows.groupby("fraction")["value"].agg(["mean", "std", "count"]).sort_index()
@@ -248,6 +248,6 @@ def label_fraction_curve(table: pd.DataFrame, metric: str, title: str | None = N
         ax.set_xlabel("labeled fraction of train")
         ax.set_ylabel(col)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        fig.legend(loc="outside lower center", fontsize="small")  # below: never over a curve
     ax.set_title(title or f"{col} vs labeled fraction")
     return _png(fig)

@@ -45,6 +45,13 @@ def big_synth(tmp_path_factory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("big") / "ds", n=600, size=64, seed=3)
 
 
+def default_sigint() -> None:
+    """preexec_fn: the child gets Ctrl-C's default handling even when this pytest runs as a
+    background job of a non-interactive shell, which starts it with SIGINT ignored (Python
+    then keeps ignoring it, as a background job should)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -59,7 +66,7 @@ def test_a_signal_mid_ingest_removes_the_temporaries_and_says_so(big_synth, tmp_
     systmp.mkdir()
     env = {**os.environ, "TMPDIR": str(systmp), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen([*SSLMAE, "ingest", str(big_synth), "--out", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not list(out.parent.glob(".ds.tmp-*")):  # writing has begun
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
@@ -260,7 +267,7 @@ def test_a_signal_mid_training_is_one_line_and_the_run_resumes(tiny_cfg, tmp_pat
     over = tiny_overrides(tmp_path, Path(tiny_cfg.data.dir), Path(tiny_cfg.data.split_file)) + ["train.epochs=40"]
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen([*SSLMAE, "train", *over], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not ckpt.is_file():

@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[pipeline,dev]' $(TORCH)
 	touch $(STAMP)
 
-# The main job: the DVC pipeline synth -> split -> train -> evaluate on the embedded dataset.
+# The main job: the DVC pipeline (synth -> ingest -> split -> trials -> select -> evaluate ->
+# register -> promote -> report) on the embedded dataset.
 run: install
 	test -d .git || (git init -q && git add -A && git -c user.name=sslmae -c user.email=sslmae@localhost commit -qm "initial")
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

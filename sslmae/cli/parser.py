@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="stratified labeled/unlabeled/val/test split of a dataset")
     p.add_argument("dataset", help="dataset folder (ingested: manifest.parquet, or images/ + labels.csv)")
     p.add_argument("--out", required=True, help="split table to write (CSV: image,subset)")
-    p.add_argument("--fraction", type=float, default=0.1, help="labeled fraction of train (0.01 .. 1)")
+    p.add_argument("--fraction", type=float, default=0.1, help="labeled fraction of train (0 < F <= 1)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.2)

@@ -36,10 +36,12 @@ def evaluate(
     batch_size: int = 128,
     num_workers: int = 0,
     tracking: Config | None = None,
+    named: str | None = None,
 ) -> dict:
     """Metrics of `model_path` on `subset`. dataset_dir / split_file default to those the
     model was trained with. With `tracking` (a Config whose tracking is on) the metrics,
-    tables and plots are logged to an MLflow `evaluate` run."""
+    tables and plots are logged to an MLflow `evaluate` run. The last line names the metrics
+    file, or `named` where out_dir is a temporary folder the caller removes."""
     if subset not in SUBSET_GROUPS:
         raise ValueError(f"subset: must be one of {sorted(SUBSET_GROUPS)}, got {subset!r}")
     out = claim_folder(out_dir, "evaluate", legacy=("metrics.json", "per_class.csv", "scores.npz"))
@@ -69,5 +71,5 @@ def evaluate(
     write_json(out / "metrics.json", {**metrics, "subset": subset, "threshold": threshold, "task": cfg.data.task})
     if tracking is not None and tracking.tracking.enabled:
         log_evaluation(tracking, model_path, subset, metrics, table, y, scores, label_names, out, data.root)
-    print(f"evaluated {len(ds)} {subset} images in {took}: {out / 'metrics.json'}", file=sys.stderr)
+    print(f"evaluated {len(ds)} {subset} images in {took}: {named or out / 'metrics.json'}", file=sys.stderr)
     return metrics

@@ -104,7 +104,7 @@ def promote(cfg: Config, dataset_dir: str | Path, split_file: str | Path, subset
                 continue
             path = resolve_model(f"models:/{name}/{version.version}", cfg, Path(tmp) / role)
             m = evaluate(path, Path(tmp) / f"eval_{role}", subset=subset, dataset_dir=dataset_dir,
-                         split_file=split_file)
+                         split_file=split_file, named=f"models:/{name}/{version.version} ({role})")
             scores[role] = m[metric]
     margin = cfg.tracking.promote_margin
     same = champion is not None and champion.version == challenger.version

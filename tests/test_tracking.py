@@ -3,6 +3,7 @@ tracking server that keeps its artifacts in S3 (SeaweedFS), as a team's shared s
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +74,8 @@ def lineage_is_followable(cfg, sel, ev, tmp_path, tracked, bucket, s3_server):
 
 
 @pytest.mark.slow
-def test_grid_registry_promotion_and_prediction(tmp_path, tracked, synth_dir, split_file, mlflow_s3_server, s3_server):
+def test_grid_registry_promotion_and_prediction(tmp_path, tracked, synth_dir, split_file, mlflow_s3_server, s3_server,
+                                                capfd):
     cfg = load_config(None, tracked)
     sel = tmp_path / "selected"
     assert main(["grid", "--out", str(sel), *tracked]) == 0
@@ -108,7 +110,12 @@ def test_grid_registry_promotion_and_prediction(tmp_path, tracked, synth_dir, sp
     # a second, worse challenger (the worst trial) is not promoted
     worst = table.loc[table["val_macro_auprc"].idxmin(), "checkpoint"]
     assert main(["register", "--model", worst, *tracked]) == 0
+    capfd.readouterr()
     assert main(["promote", "--out", str(tmp_path / "p2.json"), *tracked]) == 0
+    said = capfd.readouterr().err  # not a terminal, as in DVC logs: no download bars, no temporary paths
+    name = cfg.tracking.registered_model
+    assert "Downloading artifacts" not in said and tempfile.gettempdir() not in said, said
+    assert "test images in" in said and f"models:/{name}/2 (challenger)" in said and f"models:/{name}/1 (champion)" in said
     second = json.loads((tmp_path / "p2.json").read_text())
     assert second["challenger_version"] == 2 and second["champion_version"] == 1
     assert second["champion_now"] == (2 if second["challenger_score"] > second["champion_score"] else 1)

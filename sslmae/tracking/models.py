@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from sslmae.config import Config
 from sslmae.tracking.runs import check_reachable, mlflow_module, tracking_uri
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+BAR_VAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def _download_bar_only_on_a_terminal() -> Iterator[None]:
+    """MLflow draws a tqdm bar per download; in DVC logs and pods it is a line of carriage
+    returns. Off there unless the user set MLflow's own switch."""
+    if sys.stderr.isatty() or BAR_VAR in os.environ:
+        yield
+        return
+    os.environ[BAR_VAR] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(BAR_VAR, None)
 
 
 def resolve_model(uri: str, cfg: Config | None = None, workdir: str | Path | None = None) -> Path:
@@ -21,7 +40,8 @@ def resolve_model(uri: str, cfg: Config | None = None, workdir: str | Path | Non
     check_reachable(mlflow.get_tracking_uri())
     dst = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sslmae-model-"))
     try:
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        with _download_bar_only_on_a_terminal():
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except Exception as exc:  # unknown name, alias or version
         raise ValueError(f"{uri}: cannot load from the model registry at {mlflow.get_tracking_uri()}: {exc}") from None
     found = sorted(folder.rglob("model.pt"))

@@ -20,16 +20,24 @@ RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.
                      "lightning_utilities.core.rank_zero")
 
 
+# Lightning's info lines that tell a user nothing (the "GPU available: ..., used: ..." line stays)
+DROPPED_LINES = (
+    "Tip:",  # advertising
+    "Detected KeyboardInterrupt",  # the CLI reports an interruption in its own one line
+    "TPU available", "HPU available",  # accelerators sslmae does not support
+    "to estimate number of stepping batches",  # the scheduler's step count: internal bookkeeping
+)
+
+
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        # tips are advertising; an interruption is reported by the CLI in its own one line
-        return "Tip:" not in message and "Detected KeyboardInterrupt" not in message
+        return not any(part in message for part in DROPPED_LINES)
 
 
 @contextlib.contextmanager
 def quiet_lightning():
-    """Within: Lightning's 'Tip' lines dropped, the expected warnings ignored."""
+    """Within: Lightning's DROPPED_LINES dropped, the expected warnings ignored."""
     loggers, f = [logging.getLogger(n) for n in RANK_ZERO_LOGGERS], _DropTips()
     for log in loggers:
         log.addFilter(f)

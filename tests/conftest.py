@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.s3server import s3, s3_server  # noqa: F401  (fixtures shared by S3 t
 
 REPO = Path(__file__).resolve().parents[1]
 UCM = REPO.parent / "shared" / "datasets" / "ucm_mlc"
+SSLMAE = [sys.executable, "-m", "sslmae.cli"]  # the CLI in a process of its own, as a user runs it
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 

@@ -1,15 +1,14 @@
 """What a training run prints: what a user needs, not Lightning's bookkeeping or advertising."""
 
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import tiny_overrides
+from tests.conftest import SSLMAE, tiny_overrides
 
 
 def test_a_training_run_prints_no_lightning_noise(tiny_cfg, tmp_path):
     over = tiny_overrides(tmp_path, Path(tiny_cfg.data.dir), Path(tiny_cfg.data.split_file))
-    proc = subprocess.run([sys.executable, "-m", "sslmae.cli", "train", *over], capture_output=True, text=True,
+    proc = subprocess.run([*SSLMAE, "train", *over], capture_output=True, text=True,
                           timeout=300)
     said = proc.stdout + proc.stderr
     assert proc.returncode == 0, said

@@ -10,7 +10,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,9 +20,8 @@ import torch
 from sslmae.cli import main
 from sslmae.datasets.synth import write_synthetic
 from sslmae.progress import progress
-from tests.conftest import tiny_overrides
+from tests.conftest import SSLMAE, tiny_overrides
 
-SSLMAE = [sys.executable, "-m", "sslmae.cli"]
 
 
 def one_error_line(capsys) -> str:

@@ -2,7 +2,6 @@
 it says it changes, and only that."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from sslmae.model.optim import param_groups
 from sslmae.model.simmim import SimMIMSSLMAE
 from sslmae.model.visible import VisibleOnlySSLMAE
 from sslmae.train.run import train
-from tests.conftest import REPO
+from tests.conftest import REPO, SSLMAE
 
 STILL = StreamAugment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, vflip=0.0, rot90=False,
                       jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, blur_kernel=5,
@@ -190,7 +189,7 @@ def test_early_stopping_on_val_loss_and_select_last(tiny_cfg):
 def test_config_command_prints_the_resolved_params(capsys):
     # a process of its own: what a user's shell gets on stdout, and nothing another test left
     # running in this process can write into it
-    proc = subprocess.run([sys.executable, "-m", "sslmae.cli", "config", "--params", str(REPO / "recipes" / "authors.yaml"),
+    proc = subprocess.run([*SSLMAE, "config", "--params", str(REPO / "recipes" / "authors.yaml"),
                            "train.epochs=3"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("seed: "), proc.stdout[:500]  # the YAML and nothing else on stdout

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -13,7 +12,7 @@ import torch
 from sslmae.config import ConfigError, load_config, updated
 from sslmae.train.checkpointing import last_checkpoint
 from sslmae.train.run import train
-from tests.conftest import tiny_overrides
+from tests.conftest import SSLMAE, tiny_overrides
 
 EPOCHS = 5
 
@@ -27,7 +26,7 @@ def overrides(tmp, synth_dir, split_file, out):
 def test_sigkill_mid_epoch_then_resume_ends_where_uninterrupted_does(tmp_path, synth_dir, split_file):
     ref = train(load_config(None, overrides(tmp_path, synth_dir, split_file, tmp_path / "ref")))
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "sslmae.cli", "train", *overrides(tmp_path, synth_dir, split_file, out)]
+    args = [*SSLMAE, "train", *overrides(tmp_path, synth_dir, split_file, out)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     ckpt = last_checkpoint(out)
     deadline = time.monotonic() + 300

@@ -115,10 +115,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: str | Path, log=print, ready_s: float = 180) -> Iterator[str]:
+def mlflow_server(folder: str | Path, log=print, ready_s: float = 180, artifacts: str | None = None,
+                  env: dict | None = None) -> Iterator[str]:
     """Yield the URI of an `mlflow server` on 127.0.0.1 (the containers share the host's network)
-    with its runs and registry in `folder/mlflow.db` and artifacts in `folder/artifacts`, kept
-    after the block; the server is stopped by its pid."""
+    with its runs and registry in `folder/mlflow.db` and artifacts in `artifacts` (default
+    `folder/artifacts`; an s3:// URI is proxied, with credentials from `env`), kept after the
+    block; the server is stopped by its pid."""
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).parent / "mlflow"
@@ -127,8 +129,8 @@ def mlflow_server(folder: str | Path, log=print, ready_s: float = 180) -> Iterat
         raise ValueError("run-containers: the mlflow command is not installed (pip install -e '.[pipeline]')")
     port = free_port()
     cmd = [exe, "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
-           str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+           artifacts or str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **(env or {}))
     log_file = folder / "server.log"
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install run test clean chromium image run-containers
+.PHONY: install run test test-fast clean chromium image run-containers
 
 install: $(STAMP)
 
@@ -49,8 +49,13 @@ image:
 run-containers: install image
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sslmae pipeline run-containers --image $(IMAGE)
 
+# Every test, by scope (tests/unit, integration, system, data); pytest prints the slowest 20.
 test: install chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# The inner loop: the unit tests alone (pure functions, model contracts, config, dvc.yaml), well under 2 minutes.
+test-fast: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/unit
 
 clean:
 	rm -rf data runs .dvc/cache .dvc/tmp

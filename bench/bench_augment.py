@@ -3,7 +3,7 @@
     python bench/bench_augment.py [--data DIR] [--n N] [--sizes 224 64] [--batch 64] [--rounds R] [--out DIR]
 
 Both implementations get the same float batches (N, 3, S, S) in [0, 1] (UCM images decoded and
-resized by `sslmae.data.images.load_image`, then `to_unit`) and the same settings, the authors'
+resized by `sslmae.loading.images.load_image`, then `to_unit`) and the same settings, the authors'
 (`AUTHORS_LABELED`, `AUTHORS_UNLABELED`; `kornia_stream` builds kornia's pipeline from them):
 
   ours     `augment_batch(x, labeled, AUTHORS_LABELED, AUTHORS_UNLABELED)`, as training calls it.
@@ -50,16 +50,10 @@ if str(REPO) not in sys.path:  # run as a script from anywhere, without installi
 import torch  # noqa: E402
 
 from sslmae.atomic import write_json  # noqa: E402
-from sslmae.data.augment import (  # noqa: E402
-    AUTHORS_LABELED,
-    AUTHORS_UNLABELED,
-    StreamAugment,
-    augment_batch,
-    color_ops,
-    crop_and_flip,
-    to_unit,
-)
-from sslmae.data.images import load_image  # noqa: E402
+from sslmae.augment.batch import augment_batch, color_ops, crop_and_flip  # noqa: E402
+from sslmae.augment.pixels import to_unit  # noqa: E402
+from sslmae.augment.streams import AUTHORS_LABELED, AUTHORS_UNLABELED, StreamAugment  # noqa: E402
+from sslmae.loading.images import load_image  # noqa: E402
 
 STREAMS = ("labeled", "unlabeled", "mixed")
 CHECK_COPIES = 128  # rows of the check batch: copies of one image

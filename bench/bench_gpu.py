@@ -77,7 +77,7 @@ def sync(device: str) -> None:
 def bench_step(size: str, variant: str, batch: int, compiled: bool, args) -> dict:
     device = args.device
     torch.manual_seed(0)
-    model = VARIANTS[variant](17, size=size, img_size=args.img_size, patch_size=args.patch,
+    model = VARIANTS[variant](17, backbone=size, img_size=args.img_size, patch_size=args.patch,
                               mask_patch_size=args.mask_patch, mask_ratio=args.mask_ratio).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
     data = make_batch(batch, args.img_size, 17, device)
@@ -120,8 +120,8 @@ def bench_end_to_end(size: str, variant: str, args) -> dict:
         split_dataset(args.data, split, fraction=0.1, seed=0, predefined_file=predefined if predefined.is_file() else None)
         cfg = load_config(None, [
             f"data.dir={args.data}", f"data.split_file={split}", f"data.img_size={args.img_size}",
-            f"data.cache_dir={tmp}/cache", f"data.num_workers={args.workers}", f"model.size={size}",
-            f"model.encoder={variant}", f"model.patch_size={args.patch}", f"model.mask_patch_size={args.mask_patch}",
+            f"data.cache_dir={tmp}/cache", f"data.num_workers={args.workers}", f"model.backbone={size}",
+            f"model.variant={variant}", f"model.patch_size={args.patch}", f"model.mask_patch_size={args.mask_patch}",
             f"model.mask_ratio={args.mask_ratio}", f"train.epochs={args.e2e_epochs}",
             f"train.batch_size={args.e2e_batch // 2}", "train.progress_bar=false", f"train.out_dir={tmp}/run",
             "tracking.enabled=false", f"train.compile={'off' if args.e2e_eager else 'auto'}",

@@ -59,17 +59,11 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
 from sslmae.atomic import write_json  # noqa: E402
-from sslmae.data.augment import (  # noqa: E402
-    AUTHORS_LABELED,
-    AUTHORS_UNLABELED,
-    MEAN,
-    STD,
-    augment_batch,
-    normalize,
-    to_unit,
-)
-from sslmae.data.cache import build_cache  # noqa: E402
-from sslmae.data.images import ImageTableDataset, load_image  # noqa: E402
+from sslmae.augment.batch import augment_batch  # noqa: E402
+from sslmae.augment.pixels import MEAN, STD, normalize, to_unit  # noqa: E402
+from sslmae.augment.streams import AUTHORS_LABELED, AUTHORS_UNLABELED  # noqa: E402
+from sslmae.loading.cache import build_cache  # noqa: E402
+from sslmae.loading.images import ImageTableDataset, load_image  # noqa: E402
 
 BATCH = 64
 EPOCHS = 30  # params.yaml train.epochs: the horizon for the amortised ratio

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
             tables.append(table)
             common = {"dataset": args.data.name, "pretrained": bool(cfg.model.pretrained), "gpu": device_name(),
                       "params": args.params.name, "overrides": args.overrides, "img_size": cfg.data.img_size,
-                      "model": cfg.model.size, "encoder": cfg.model.encoder, "seed": scfg.seed,
+                      "model": cfg.model.backbone, "encoder": cfg.model.variant, "seed": scfg.seed,
                       "split_seed": scfg.split.seed, "date": date}
             new = [{**common, "fraction": r["fraction"], "mode": r["mode"], "epochs": r["epochs"], "w": r["w"],
                     "labeled": r["labeled"], "train_seconds": r["train_seconds"],

@@ -34,7 +34,7 @@ case "${1:-}" in
     ;;
   quality-visible)  # the same with the visible_only extension (the best variant on the CPU)
     timeout 400 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.1 \
-      --modes semi_supervised --work "$WORK/quality_visible" --out "$OUT" model.encoder=visible_only
+      --modes semi_supervised --work "$WORK/quality_visible" --out "$OUT" model.variant=visible_only
     ;;
   curve)  # the label-fraction curve with the same recipe (every semi run costs as much as the 10 % one)
     timeout 580 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.01 0.05 0.25 \

@@ -1,5 +1,5 @@
 """Kubeflow components: one per pipeline step, each a thin wrapper over one function of
-`sslmae.pipeline.steps`. They run in the project's image (docker/Dockerfile), where sslmae
+`sslmae.kubeflow.steps`. They run in the project's image (docker/Dockerfile), where sslmae
 and kfp are installed: nothing is pip-installed when a pod starts. Each component imports
 inside its function because KFP runs that function's body alone in the container.
 

@@ -10,7 +10,7 @@ def evaluate(params: dict, selected: Input[Model], dataset: Input[Dataset], spli
     """The selected model on the test split: metrics.json, per_class.csv, scores.npz."""
     import os
 
-    from sslmae.pipeline.steps import evaluate_step
+    from sslmae.kubeflow.steps import evaluate_step
 
     result = evaluate_step(params, os.path.join(selected.path, "model.pt"), dataset.path, split_file.path,
                            evaluation.path)

@@ -8,7 +8,7 @@ from components import IMAGE
 def ingest(params: dict, source: str, store: str, dataset: Output[Dataset], stats: Output[Metrics]):
     """Any supported layout (folder, archive, s3://) -> the canonical dataset folder; with a
     store (s3://bucket/prefix), published there by digest and passed on by reference."""
-    from sslmae.pipeline.steps import ingest_step
+    from sslmae.kubeflow.steps import ingest_step
 
     result = ingest_step(params, source, dataset.path, store)
     dataset.metadata.update(result)

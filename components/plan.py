@@ -7,7 +7,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def plan_trials(params: dict) -> List[str]:
-    """The grid's trials: one per fixed w in grid.ws, plus 'learned'."""
-    from sslmae.pipeline.steps import plan_trials as plan
+    """The grid's trials: grid.trials (w0.3, ..., learned, or baseline), checked against the mode."""
+    from sslmae.kubeflow.steps import plan_trials as plan
 
     return plan(params)

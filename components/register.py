@@ -10,7 +10,7 @@ def register_and_promote(params: dict, selected: Input[Model], evaluation: Input
     """Register as @challenger; @champion moves to it only if it wins on the frozen test split."""
     import os
 
-    from sslmae.pipeline.steps import register_promote_step
+    from sslmae.kubeflow.steps import register_promote_step
 
     result = register_promote_step(params, os.path.join(selected.path, "model.pt"),
                                    os.path.join(evaluation.path, "metrics.json"), dataset.path, split_file.path,

@@ -7,6 +7,6 @@ from components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def report(params: dict, selected: Input[Model], evaluation: Input[Artifact], page: Output[HTML]):
     """The self-contained HTML report of the grid and its evaluation (also logged to MLflow)."""
-    from sslmae.pipeline.steps import report_step
+    from sslmae.kubeflow.steps import report_step
 
     report_step(selected.path, evaluation.path, page.path, params)

@@ -10,7 +10,7 @@ from components import IMAGE
 def select(params: dict, store: str, run_id: str, claim: str, trials: Input[List[Model]], selected: Output[Model]):
     """Fan-in: the trial with the best validation metric; trials.csv and its model.pt. Then the
     run's stored checkpoints (store) and staging folder (claim, multi-node) are removed."""
-    from sslmae.pipeline.steps import select_step
+    from sslmae.kubeflow.steps import select_step
 
     result = select_step(params, [t.path for t in trials], selected.path, store, run_id, claim)
     selected.metadata.update({k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))})

@@ -8,6 +8,6 @@ from components import IMAGE
 def split(params: dict, frozen_split: str, dataset: Input[Dataset], split_file: Output[Dataset]):
     """Stratified labeled/unlabeled/val/test split table (CSV); with frozen_split (path or
     s3:// URI) earlier images keep their side across runs."""
-    from sslmae.pipeline.steps import split_step
+    from sslmae.kubeflow.steps import split_step
 
     split_file.metadata.update(split_step(params, dataset.path, split_file.path, frozen_split))

@@ -9,7 +9,7 @@ def train_trial_multinode(params: dict, trial: str, job: dict, run_id: str, data
                           split_file: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
     """One grid trial as a PyTorchJob (job['trainer'] v1) or TrainJob (v2) of job['nodes'] pods x
     job['gpus'] GPUs, named and staged per run and trial; this task launches it and waits."""
-    from sslmae.pipeline.steps import multinode_trial_step
+    from sslmae.kubeflow.steps import multinode_trial_step
 
     for k, v in multinode_trial_step(params, dataset.path, split_file.path, trial, model.path, job, run_id).items():
         if isinstance(v, (int, float)):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every install command of the pipeline image, in one place. docker/Dockerfile runs it
-# (tests/test_image.py checks the image it makes).
+# (tests/system/test_image.py checks the image it makes).
 #
 #   install.sh deps    [REQUIREMENTS]         install every runtime dependency this Python does not
 #                                             already have at the pinned version (torch and

@@ -19,17 +19,17 @@ from sslmae.config import Config, load_config, to_dict, updated
 from sslmae.datasets.sources import source_kind
 from sslmae.datasets.synth import write_synthetic
 from sslmae.outputs import claim_folder, write_marker
-from sslmae.pipeline.multinode import check_trainer
-from sslmae.pipeline.schedule import check_cron, replace_recurring_run
-from sslmae.pipeline.services import docker_api, mlflow_server
-from sslmae.pipeline.store import check_store
+from sslmae.kubeflow.multinode import check_trainer
+from sslmae.kubeflow.schedule import check_cron, replace_recurring_run
+from sslmae.kubeflow.services import docker_api, mlflow_server
+from sslmae.kubeflow.store import check_store
 from sslmae.tracking.runs import tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
 PODMAN_CONF = REPO / "docker" / "podman.conf"  # runc, ulimits, host network (docker/build.sh uses it too)
 LOCAL_IMAGE = "sslmae:dev"  # what `make image` builds
 # run-local and run-containers shrink every knob so the whole DAG runs on a laptop CPU in minutes
-LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.size=micro", "model.patch_size=4",
+LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.backbone=micro", "model.patch_size=4",
                    "model.mask_patch_size=8", "train.epochs=2", "train.batch_size=8", "train.progress_bar=false",
                    "split.fraction=0.3"]
 
@@ -54,14 +54,17 @@ def pick_image(image: str | None, log=warn) -> str:
     return image
 
 
-def resources(parallelism: int = 4, gpus: int = 1, nodes: int = 1, image: str | None = None, trainer: str = "v1",
-              log=warn) -> Resources:
-    if parallelism < 1 or gpus < 0 or nodes < 1:
-        raise ValueError(f"--parallelism >= 1, --gpus >= 0, --nodes >= 1; got {parallelism}, {gpus}, {nodes}")
-    if nodes > 1 and gpus < 1:
+def resources(log=warn, **given) -> Resources:
+    """Resources with the fields the user gave (parallelism, gpus, nodes, image, trainer), the
+    dataclass's defaults for the rest, checked before any request."""
+    res = Resources(**{k: v for k, v in given.items() if k != "image"}, image=pick_image(given.get("image"), log))
+    if res.parallelism < 1 or res.gpus < 0 or res.nodes < 1:
+        raise ValueError(f"--parallelism >= 1, --gpus >= 0, --nodes >= 1; got {res.parallelism}, {res.gpus}, "
+                         f"{res.nodes}")
+    if res.nodes > 1 and res.gpus < 1:
         raise ValueError("--nodes > 1 needs --gpus >= 1 (GPUs per pod of the job)")
-    return Resources(parallelism=parallelism, gpus=gpus, nodes=nodes, image=pick_image(image, log),
-                     trainer=check_trainer(trainer))
+    check_trainer(res.trainer)
+    return res
 
 
 def pipeline_func(cfg: Config, res: Resources | None = None):
@@ -161,7 +164,7 @@ def run_containers(cfg: Config, root: str | Path, source: str = "", image: str |
     root, source = _prepare(cfg, root, source)
     pipeline_root = root / "pipeline_root"
     _writable_by_the_image(pipeline_root)
-    uri = tracking_uri(cfg)
+    uri = tracking_uri(cfg.tracking)
     with contextlib.ExitStack() as stack:
         engine = stack.enter_context(docker_api(PODMAN_CONF if PODMAN_CONF.is_file() else None, log))
         tag = _local_image(image or LOCAL_IMAGE)
@@ -224,7 +227,7 @@ def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: 
              res: Resources | None = None, namespace: str | None = None, frozen_split: str = "",
              store: str = "", log=print) -> tuple[str, list[str]]:
     """One recurring run named `<experiment>-retrain`: a second `schedule` replaces the first
-    (sslmae.pipeline.schedule). Retrains on whatever `source` holds at each tick; the promotion
+    (sslmae.kubeflow.schedule). Retrains on whatever `source` holds at each tick; the promotion
     gate decides whether the new model replaces the champion."""
     cron = check_cron(cron)  # before any request
     check_source(cfg, source, "schedule")

@@ -1,6 +1,6 @@
 """The training DAG for Kubeflow Pipelines:
 
-    ingest -> split -> ParallelFor(trials: one per w in grid.ws + learned) -> Collected
+    ingest -> split -> ParallelFor(trials: grid.trials, e.g. w0.3, w0.7, learned) -> Collected
            -> select -> evaluate (test) -> register as challenger -> promote if better -> report
 
 `build_pipeline(...)` returns the pipeline function. Its parameter `params` has the shape of
@@ -27,8 +27,8 @@ from components.select import select
 from components.split import split
 from components.train import train_trial
 from components.train_multinode import train_trial_multinode
-from sslmae.pipeline.multinode import check_trainer
-from sslmae.pipeline.pytorchjob import MOUNT
+from sslmae.kubeflow.multinode import check_trainer
+from sslmae.kubeflow.pytorchjob import MOUNT
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Resources:
     job_timeout_s: int = 7 * 24 * 3600
 
     def job(self) -> dict:
-        """The JobSpec fields every multi-node launcher gets (sslmae.pipeline.multinode)."""
+        """The JobSpec fields every multi-node launcher gets (sslmae.kubeflow.multinode)."""
         return {"trainer": check_trainer(self.trainer), "runtime": self.runtime, "image": self.image,
                 "nodes": self.nodes, "gpus": self.gpus, "gpu_resource": self.gpu_resource, "pvc": self.pvc,
                 "namespace": self.namespace, "cpu": self.job_cpu, "memory": self.job_memory, "shm": self.job_shm,

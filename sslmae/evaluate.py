@@ -13,49 +13,52 @@ import numpy as np
 
 from sslmae.atomic import atomic_file, write_json
 from sslmae.config import Config
+from sslmae.config.schema import TrackingConfig
 from sslmae.datasets.load import load_dataset
 from sslmae.inference import predict_scores
+from sslmae.loading.loaders import check_task, eval_loader, image_cache, subset_dataset
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.progress import Stopwatch
 from sslmae.split import SUBSET_GROUPS, read_split
 from sslmae.tracking.eval_log import log_evaluation
 from sslmae.tracking.runs import check_tracking
-from sslmae.train.checkpoint import load_model
-from sslmae.train.datamodule import check_task, dataset_cache, eval_loader, subset_dataset
-
+from sslmae.train.model_file import load_model
 
 
 def evaluate(
     model_path: str | Path,
     out_dir: str | Path,
+    dataset_dir: str | Path,
+    split_file: str | Path,
     subset: str = "test",
-    dataset_dir: str | Path | None = None,
-    split_file: str | Path | None = None,
     threshold: float = 0.5,
     batch_size: int = 128,
     num_workers: int = 0,
-    tracking: Config | None = None,
+    cache_dir: str | Path | None = None,
+    tracking: TrackingConfig | None = None,
     named: str | None = None,
 ) -> dict:
-    """Metrics of `model_path` on `subset`. dataset_dir / split_file default to those the
-    model was trained with. With `tracking` (a Config whose tracking is on) the metrics,
-    tables and plots are logged to an MLflow `evaluate` run. The last line names the metrics
-    file, or `named` where out_dir is a temporary folder the caller removes."""
+    """Metrics of `model_path` on `subset` of `split_file` over `dataset_dir`. cache_dir: decode
+    the images once into a cache there (None: decode per item). With `tracking` (a `tracking`
+    section that is on) the metrics, tables and plots are logged to an MLflow `evaluate` run.
+    The last line names the metrics file, or `named` where out_dir is a temporary folder the
+    caller removes."""
     if subset not in SUBSET_GROUPS:
         raise ValueError(f"subset: must be one of {sorted(SUBSET_GROUPS)}, got {subset!r}")
     out = claim_folder(out_dir, "evaluate", legacy=("metrics.json", "per_class.csv", "scores.npz"))
     if tracking is not None:
         check_tracking(tracking)
     model, cfg, label_names, meta = load_model(model_path)
-    data = check_task(load_dataset(dataset_dir or cfg.data.dir), cfg.data.task)
+    data = check_task(load_dataset(dataset_dir), cfg.data.task)
     if data.label_names != label_names:
         raise ValueError(f"{data.root}: labels {data.label_names} differ from the model's {label_names}")
-    split_path = split_file or cfg.data.split_file
-    subsets = read_split(split_path, data.ids)
-    ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], cfg.data.img_size, cache=dataset_cache(data, cfg))
+    subsets = read_split(split_file, data.ids)
+    img_size = cfg.data.img_size  # what the model was trained on
+    cache = image_cache(data, img_size, str(cache_dir) if cache_dir is not None else None)
+    ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], img_size, cache=cache)
     if len(ds) == 0:
-        raise ValueError(f"subset {subset!r} of {split_path} is empty")
+        raise ValueError(f"subset {subset!r} of {split_file} is empty")
     took = Stopwatch()
     scores, y = predict_scores(model, eval_loader(ds, batch_size, num_workers),
                                desc=f"evaluate: scoring {len(ds)} {subset} images (batches)")
@@ -69,7 +72,19 @@ def evaluate(
         with open(tmp, "wb") as fh:
             np.savez(fh, y=y.astype(np.uint8), scores=scores.astype(np.float32), label_names=np.asarray(label_names))
     write_json(out / "metrics.json", {**metrics, "subset": subset, "threshold": threshold, "task": cfg.data.task})
-    if tracking is not None and tracking.tracking.enabled:
+    if tracking is not None and tracking.enabled:
         log_evaluation(tracking, model_path, subset, metrics, table, y, scores, label_names, out, data.root)
     print(f"evaluated {len(ds)} {subset} images in {took}: {named or out / 'metrics.json'}", file=sys.stderr)
     return metrics
+
+
+def evaluate_as_configured(cfg: Config, model_path: str | Path, out_dir: str | Path, tracked: bool = True,
+                           named: str | None = None) -> dict:
+    """`evaluate` with the rest from params: data.dir and data.split_file (the rows), evaluate.split,
+    evaluate.threshold and evaluate.batch_size, data.num_workers, data.cache(_dir), and tracking
+    when `tracked`. What `sslmae evaluate`, the promotion gate and the Kubeflow step call, so they
+    score the same rows."""
+    d, e = cfg.data, cfg.evaluate
+    return evaluate(model_path, out_dir, d.dir, d.split_file, subset=e.split, threshold=e.threshold,
+                    batch_size=e.batch_size, num_workers=d.num_workers, cache_dir=d.cache_dir if d.cache else None,
+                    tracking=cfg.tracking if tracked else None, named=named)

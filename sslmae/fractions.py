@@ -10,7 +10,7 @@ import pandas as pd
 
 from sslmae.atomic import atomic_file
 from sslmae.config import Config, updated
-from sslmae.evaluate import evaluate
+from sslmae.evaluate import evaluate_as_configured
 from sslmae.model.modes import MODES
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.split import split_dataset
@@ -73,12 +73,12 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
         for mode in modes:
             run_dir = work / f"{mode}_{fraction}"
             tcfg = updated(cfg, {"data.split_file": str(split_file), "loss.mode": mode, "train.out_dir": str(run_dir),
-                                 "loss.learn_w": cfg.loss.learn_w and MODES[mode].reconstruct})
+                                 "loss.learn_w": cfg.loss.learn_w and MODES[mode].reconstruct,
+                                 "evaluate.split": "test"})
             if equal_steps and not MODES[mode].unlabeled:
                 tcfg = _equal_steps(tcfg, step_factor(split, cfg.train.batch_size))
             result = train(tcfg)
-            metrics = evaluate(result.checkpoint, work / f"eval_{mode}_{fraction}", subset="test",
-                               dataset_dir=cfg.data.dir, split_file=split_file, threshold=cfg.evaluate.threshold)
+            metrics = evaluate_as_configured(tcfg, result.checkpoint, work / f"eval_{mode}_{fraction}", tracked=False)
             rows.append({"fraction": fraction, "mode": mode, "epochs": tcfg.train.epochs,
                          "labeled": int((split["subset"] == "labeled").sum()),
                          "val_macro_auprc": (result.val_metrics or {}).get("macro_auprc"),

@@ -1,11 +1,13 @@
-"""SSL-MAE-GS and SSL-MAE-w_l: one training trial per fixed w plus the learnable-w trial,
-then selection of the winner on the validation split.
+"""SSL-MAE-GS and SSL-MAE-w_l: one training trial per name in `grid.trials` (w0.3: a fixed w,
+learned: w = sigmoid(theta), baseline: the one trial of a mode without w), then selection of the
+winner on the validation split.
 
 Each trial is one call of `train` with its own out_dir (`<grid.out_dir>/<trial>`), so DVC
-(foreach), Kubeflow (ParallelFor) or this module can run them, in any order or in parallel,
-and each resumes on its own. `select` is the fan-in: it reads the trials' metrics.json,
-writes the trials table, copies the winner's model and, when tracking is on, nests the
-trials' MLflow runs under one parent grid run.
+(foreach over grid.trials), Kubeflow (ParallelFor over the same list) or this module can run
+them, in any order or in parallel, and each resumes on its own. `select` is the fan-in: it reads
+the trials' metrics.json, writes the trials table, copies the winner's model and, when tracking is
+on, nests the trials' MLflow runs under one parent grid run. The decisions (`best_trial`,
+`shared_params`) are pure functions.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from pathlib import Path
 import pandas as pd
 
 from sslmae.atomic import atomic_file, write_json
-from sslmae.config import Config, updated
+from sslmae.config import Config, ConfigError, to_dict, updated
 from sslmae.metrics import PRIMARY
 from sslmae.model.modes import MODES
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.tracking.grid_log import log_grid
 from sslmae.tracking.lineage import recorded_run_id
-from sslmae.tracking.runs import check_tracking
+from sslmae.tracking.runs import check_tracking, flat_params
 from sslmae.train.run import train
 
 LEARNED = "learned"
@@ -31,18 +33,22 @@ BASELINE = "baseline"
 
 
 def trial_names(cfg: Config) -> list[str]:
-    """'w0.3' per fixed w (str(w), as DVC interpolates it), 'learned' for w = sigmoid(theta);
-    a mode without reconstruction has no w to search: one 'baseline' trial."""
-    if not MODES[cfg.loss.mode].reconstruct:
-        return [BASELINE]
-    names = [f"w{w}" for w in cfg.grid.ws]
-    return names + ([LEARNED] if cfg.grid.learnable else [])
+    """grid.trials, if the mode can run them: a mode that reconstructs searches w (w0.3, learned),
+    a mode without reconstruction has no w and runs the one trial `baseline`."""
+    names = list(cfg.grid.trials)
+    if MODES[cfg.loss.mode].reconstruct:
+        if BASELINE in names:
+            raise ConfigError(f"grid.trials: {BASELINE!r} is the trial of a mode without reconstruction; "
+                              f"loss.mode {cfg.loss.mode} searches w (e.g. [w0.3, w0.7, learned])")
+    elif names != [BASELINE]:
+        raise ConfigError(f"grid.trials: loss.mode {cfg.loss.mode} has no w to search; set grid.trials=[{BASELINE}]")
+    return names
 
 
 def trial_config(cfg: Config, trial: str) -> Config:
     """The config of one trial: its w (or learnable w) and its own out_dir."""
     if trial not in trial_names(cfg):
-        raise ValueError(f"trial {trial!r}: not in this grid ({', '.join(trial_names(cfg))})")
+        raise ValueError(f"trial {trial!r}: not in grid.trials ({', '.join(trial_names(cfg))})")
     fixed = {LEARNED: {"loss.learn_w": True}, BASELINE: {}}
     changes = fixed[trial] if trial in fixed else {"loss.w": float(trial[1:]), "loss.learn_w": False}
     return updated(cfg, {**changes, "train.out_dir": str(Path(cfg.grid.out_dir) / trial)})
@@ -69,16 +75,27 @@ def trials_table(cfg: Config, dirs: dict[str, Path] | None = None) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None) -> dict:
-    """Pick the trial with the best validation primary metric (ties: the first listed) and
-    write trials.csv, selected.json and the winner's model.pt to out_dir."""
-    out = claim_folder(out_dir, "grid", legacy=("trials.csv", "selected.json"))
-    check_tracking(cfg)
-    table = trials_table(cfg, dirs)
-    metric = f"val_{PRIMARY[cfg.data.task]}"
+def best_trial(table: pd.DataFrame, metric: str) -> pd.Series:
+    """The row of `table` with the highest `metric` (ties: the first listed)."""
     if metric not in table or table[metric].isna().all():
         raise ValueError(f"grid: no trial reports {metric} (is the validation subset empty?)")
-    best = table.loc[table[metric].idxmax()]
+    return table.loc[table[metric].idxmax()]
+
+
+def shared_params(configs: list[dict]) -> dict[str, str]:
+    """The MLflow params (flat) that every one of `configs` (as dicts) has with the same value."""
+    flat = [flat_params(c) for c in configs]
+    return {k: v for k, v in flat[0].items() if all(f.get(k) == v for f in flat[1:])}
+
+
+def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None) -> dict:
+    """Pick the trial with the best validation primary metric and write trials.csv,
+    selected.json and the winner's model.pt to out_dir."""
+    out = claim_folder(out_dir, "grid", legacy=("trials.csv", "selected.json"))
+    check_tracking(cfg.tracking)
+    table = trials_table(cfg, dirs)
+    metric = f"val_{PRIMARY[cfg.data.task]}"
+    best = best_trial(table, metric)
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, "grid")
     with atomic_file(out / "trials.csv") as tmp:
@@ -95,7 +112,10 @@ def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None
                 "learn_w": bool(best["learn_w"]), "w_final": best["w_final"], "model": str(out / "model.pt"),
                 # the MLflow run that trained the winner: a registered version's source
                 "run_id": recorded_run_id(Path(best["checkpoint"]).parent)}
-    log_grid(cfg, table, selected, out)
+    shared = shared_params([to_dict(trial_config(cfg, t)) for t in trial_names(cfg)])
+    parent = log_grid(cfg.tracking, shared, table, selected, out)
+    if parent is not None:
+        selected["parent_run_id"] = parent
     write_json(out / "selected.json", selected)
     return selected
 

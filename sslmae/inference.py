@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sslmae.data.augment import normalize
+from sslmae.augment.pixels import normalize
 from sslmae.model.losses import probabilities
 from sslmae.progress import progress
 from sslmae.model.base import SSLMAE

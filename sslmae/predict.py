@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import torch
 
 from sslmae.atomic import atomic_file
-from sslmae.config import Config
-from sslmae.data.images import load_image
+from sslmae.config.schema import TrackingConfig
+from sslmae.loading.images import load_image
 from sslmae.datasets.layouts.files import is_image_name
 from sslmae.datasets.sources import materialize
 from sslmae.inference import predict_scores
@@ -26,7 +26,7 @@ from sslmae.metrics import DECISIONS
 from sslmae.outputs import claim_file, work_dir
 from sslmae.progress import Stopwatch, progress
 from sslmae.tracking.models import resolve_model
-from sslmae.train.checkpoint import load_model
+from sslmae.train.model_file import load_model
 
 WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False, float_format="%.6f"),
            ".parquet": lambda df, p: df.to_parquet(p, index=False)}
@@ -89,7 +89,7 @@ def _decode_all(files: list[Path], root: Path, input_source: str, size: int,
 
 
 def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str = "tuned",
-            batch_size: int = 64, cfg: Config | None = None, s3_endpoint: str | None = None, log=print) -> pd.DataFrame:
+            batch_size: int = 64, tracking: TrackingConfig | None = None, s3_endpoint: str | None = None, log=print) -> pd.DataFrame:
     out = Path(out)
     if out.suffix not in WRITERS:
         raise ValueError(f"--out: must end in {' or '.join(WRITERS)}, got {out.name}")
@@ -97,7 +97,7 @@ def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str 
     out = claim_file(out, "predict", is_predictions)
     thresholds = parse_thresholds(thresholds)
     with work_dir("predict") as work:
-        model, mcfg, labels, meta = load_model(resolve_model(model_uri, cfg, Path(work) / "model"))
+        model, mcfg, labels, meta = load_model(resolve_model(model_uri, tracking, Path(work) / "model"))
         root = materialize(input_source, Path(work), s3_endpoint)
         files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
         if not files:

@@ -1,6 +1,7 @@
 """Release: register a trained model in the MLflow registry as `challenger`, and promote it
 to `champion` only when it beats the champion on the same frozen test split (both are
-re-evaluated here, so this sits above evaluate).
+re-evaluated here, on the rows `sslmae evaluate` scores, so this sits above evaluate). The rule
+itself is a pure function (`promotion`).
 
 A version's source is the run artifact folder holding model.pt (sslmae's weights_only
 model file); its tags carry the label names, input size, task and test metrics.
@@ -13,14 +14,14 @@ import tempfile
 from pathlib import Path
 
 from sslmae.atomic import write_json
-from sslmae.config import Config
-from sslmae.evaluate import evaluate
+from sslmae.config import Config, to_dict
+from sslmae.evaluate import evaluate_as_configured
 from sslmae.metrics import PRIMARY
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.tracking.lineage import file_sha256, training_run
 from sslmae.tracking.runs import (check_tracking, client, flat_params, log_files, log_metrics, mlflow_module,
                                   mlflow_run)
-from sslmae.train.checkpoint import load_model
+from sslmae.train.model_file import load_model
 
 
 WEIGHTS_TAG = "sslmae.weights_sha256"
@@ -30,7 +31,7 @@ def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str
     """(artifact URI of the folder holding model.pt, run id) for a new version: the training run
     that made the weights (lineage, and the file stored once), when it logged them; else a
     `register` run that logs the file itself, with the model's params."""
-    mlflow_client = client(cfg)
+    mlflow_client = client(cfg.tracking)
     run_id = training_run(model_path)
     if run_id is not None:
         try:
@@ -40,9 +41,9 @@ def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str
             logged = set()
         if "model/model.pt" in logged:
             return f"{run.info.artifact_uri}/model", run_id
-    with mlflow_run(cfg, name="register", kind="register") as run:
-        mlflow_module().log_params(flat_params(mcfg))
-        log_files(cfg, run.info.run_id, {"model": model_path}, artifact_path="model")
+    with mlflow_run(cfg.tracking, name="register", kind="register") as run:
+        mlflow_module().log_params(flat_params(to_dict(mcfg)))
+        log_files(cfg.tracking, run.info.run_id, {"model": model_path}, artifact_path="model")
         return f"{run.info.artifact_uri}/model", run.info.run_id
 
 
@@ -59,11 +60,11 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
     (that version is reported, and becomes the challenger)."""
     if not cfg.tracking.enabled:
         raise ValueError("tracking.enabled: the model registry needs MLflow tracking on")
-    check_tracking(cfg)
+    check_tracking(cfg.tracking)
     model_path = Path(model_path)
     _, mcfg, labels, meta = load_model(model_path)
     name = cfg.tracking.registered_model
-    mlflow_client = client(cfg)
+    mlflow_client = client(cfg.tracking)
     if not mlflow_client.search_registered_models(filter_string=f"name = '{name}'"):
         mlflow_client.create_registered_model(name, description="SSL-MAE multi-label classifier (sslmae)")
     sha256 = file_sha256(model_path)
@@ -72,7 +73,7 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
     if created:
         source, run_id = _model_source(cfg, model_path, mcfg)
         tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
-                "size": mcfg.model.size, "encoder": mcfg.model.encoder, WEIGHTS_TAG: sha256,
+                "backbone": mcfg.model.backbone, "variant": mcfg.model.variant, WEIGHTS_TAG: sha256,
                 **{f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
         version = mlflow_client.create_model_version(name, source=source, run_id=run_id, tags=tags)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
@@ -83,14 +84,22 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
     return info
 
 
-def promote(cfg: Config, dataset_dir: str | Path, split_file: str | Path, subset: str = "test",
-            out: str | Path | None = None) -> dict:
-    """Evaluate challenger and champion on the same split; move `champion` to the challenger
-    only if it is better by more than tracking.promote_margin (the first model always wins).
+def promotion(challenger: float, champion: float | None, margin: float, same_version: bool) -> bool:
+    """Does the challenger become champion? Always when there is no champion; never when it is the
+    champion already; else only when its score beats the champion's by more than `margin`."""
+    if champion is None:
+        return True
+    return not same_version and challenger > champion + margin
+
+
+def promote(cfg: Config, out: str | Path | None = None) -> dict:
+    """Evaluate challenger and champion on the rows `sslmae evaluate` scores (data.dir,
+    data.split_file, evaluate.split); move `champion` by `promotion` with tracking.promote_margin.
     Both scores and the decision are logged in a `promote` run and returned."""
-    check_tracking(cfg)
-    name = cfg.tracking.registered_model
-    mlflow_client = client(cfg)
+    tracking = cfg.tracking
+    check_tracking(tracking)
+    name = tracking.registered_model
+    mlflow_client = client(tracking)
     challenger = mlflow_client.get_model_version_by_alias(name, CHALLENGER)
     try:
         champion = mlflow_client.get_model_version_by_alias(name, CHAMPION)
@@ -102,17 +111,17 @@ def promote(cfg: Config, dataset_dir: str | Path, split_file: str | Path, subset
         for role, version in ((CHALLENGER, challenger), (CHAMPION, champion)):
             if version is None:
                 continue
-            path = resolve_model(f"models:/{name}/{version.version}", cfg, Path(tmp) / role)
-            m = evaluate(path, Path(tmp) / f"eval_{role}", subset=subset, dataset_dir=dataset_dir,
-                         split_file=split_file, named=f"models:/{name}/{version.version} ({role})")
+            path = resolve_model(f"models:/{name}/{version.version}", tracking, Path(tmp) / role)
+            m = evaluate_as_configured(cfg, path, Path(tmp) / f"eval_{role}", tracked=False,
+                                       named=f"models:/{name}/{version.version} ({role})")
             scores[role] = m[metric]
-    margin = cfg.tracking.promote_margin
+    margin = tracking.promote_margin
     same = champion is not None and champion.version == challenger.version
-    promoted = champion is None or (not same and scores[CHALLENGER] > scores[CHAMPION] + margin)
+    promoted = promotion(scores[CHALLENGER], scores.get(CHAMPION), margin, same)
     if promoted:
         mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
     decision = {
-        "name": name, "metric": metric, "subset": subset, "margin": margin,
+        "name": name, "metric": metric, "subset": cfg.evaluate.split, "margin": margin,
         "challenger_version": int(challenger.version), "challenger_score": scores[CHALLENGER],
         "champion_version": int(champion.version) if champion else None,
         "champion_score": scores.get(CHAMPION), "promoted": bool(promoted),
@@ -120,9 +129,9 @@ def promote(cfg: Config, dataset_dir: str | Path, split_file: str | Path, subset
     }
     tags = {"sslmae.decision": "promoted" if promoted else "kept", "sslmae.challenger_version": str(challenger.version),
             "sslmae.champion_version": str(decision["champion_version"])}
-    with mlflow_run(cfg, name="promote", kind="promote", tags=tags) as run:
-        log_metrics(cfg, run.info.run_id, {"challenger_score": scores[CHALLENGER], "promoted": float(promoted),
-                                           **({"champion_score": scores[CHAMPION]} if CHAMPION in scores else {})})
+    with mlflow_run(tracking, name="promote", kind="promote", tags=tags) as run:
+        log_metrics(tracking, run.info.run_id, {"challenger_score": scores[CHALLENGER], "promoted": float(promoted),
+                                                **({"champion_score": scores[CHAMPION]} if CHAMPION in scores else {})})
     if out is not None:
         write_json(out, decision)
     return decision

@@ -1,4 +1,13 @@
-"""Shared fixtures: every run is shrunk (micro model, tiny images, CPU, 0 workers)."""
+"""Shared fixtures: every run is shrunk (micro model, tiny images, CPU, 0 workers).
+
+Tests are sorted by scope, one folder each, and marked by it (`pytest -m unit`, ...):
+    unit/          pure functions and model contracts; no training, no servers, no child processes
+    integration/   tiny trainings and commands across modules, in-process or as child processes
+    system/        real services and tools: DVC, MLflow and S3 servers, Kubeflow's runners,
+                   torch.distributed processes, the container image
+    data/          checks of real datasets and splits (schemas, disjoint subsets, label coverage)
+`make test-fast` runs unit/; `make test` runs them all.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +16,28 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from sslmae.config import load_config
 from sslmae.datasets.synth import write_synthetic
 from sslmae.split import split_dataset
-from tests.mlflow_server import mlflow_s3_server, mlflow_server  # noqa: F401  (real MLflow servers)
-from tests.s3server import s3, s3_server  # noqa: F401  (fixtures shared by S3 tests)
+from tests.support.mlflow_server import mlflow_s3_server, mlflow_server  # noqa: F401  (real MLflow servers)
+from tests.support.s3server import s3, s3_server  # noqa: F401  (fixtures shared by S3 tests)
 
 REPO = Path(__file__).resolve().parents[1]
 UCM = REPO.parent / "shared" / "datasets" / "ucm_mlc"
 SSLMAE = [sys.executable, "-m", "sslmae.cli"]  # the CLI in a process of its own, as a user runs it
+SCOPES = ("unit", "integration", "system", "data")
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test is marked with the scope of its folder."""
+    for item in items:
+        scope = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+        if scope in SCOPES:
+            item.add_marker(getattr(pytest.mark, scope))
 
 
 def folder_digest(folder: Path) -> str:
@@ -35,7 +54,6 @@ def folder_digest(folder: Path) -> str:
 def write_predefined(dataset_dir: Path, path: Path) -> Path:
     """A train/val/test table `image,split` (the authors' protocol, like UCM's split_seed42.csv)
     for a dataset folder: a fixed val and test; train is what the labeled fraction is drawn from."""
-    import pandas as pd
 
     base = split_dataset(dataset_dir, path.with_suffix(".base.csv"), fraction=0.5, val=0.2, test=0.25, seed=3)
     base["split"] = base["subset"].replace({"labeled": "train", "unlabeled": "train"})
@@ -46,10 +64,21 @@ def write_predefined(dataset_dir: Path, path: Path) -> Path:
 def tiny_overrides(tmp: Path, data_dir: Path, split_file: Path) -> list[str]:
     return [
         f"data.dir={data_dir}", f"data.split_file={split_file}", "data.img_size=32", f"data.cache_dir={tmp / 'cache'}",
-        "model.size=micro", "model.patch_size=4", "model.mask_patch_size=8",
+        "model.backbone=micro", "model.patch_size=4", "model.mask_patch_size=8",
         "train.epochs=2", "train.batch_size=8", "train.progress_bar=false", "train.accelerator=cpu",
         f"train.out_dir={tmp / 'train'}", f"evaluate.out_dir={tmp / 'eval'}", "tracking.enabled=false",
     ]
+
+
+# What a tiny run needs to learn (tests that assert learning): more images, more epochs, a higher lr.
+LEARNING = ["train.epochs=12", "train.batch_size=16", "train.lr=0.002", "train.warmup_epochs=1"]
+
+
+def chance_auprc(labels) -> float:
+    """Macro AUPRC of a random ranking: the mean prevalence of the labels (N, C) 0/1."""
+    import numpy as np
+
+    return float(np.asarray(labels, dtype=float).mean(0).mean())
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +94,46 @@ def split_file(synth_dir, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def learnable(tmp_path_factory) -> tuple[Path, Path]:
+    """320 synthetic scenes at 32 px and a split with 30 % of train labeled: enough for a tiny
+    model to learn well above chance in a dozen epochs (LEARNING)."""
+    root = write_synthetic(tmp_path_factory.mktemp("learnable") / "ds", n=320, size=32, seed=0)
+    split = root.parent / "split.csv"
+    split_dataset(root, split, fraction=0.3, seed=0)
+    return root, split
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path, synth_dir, split_file):
     return load_config(None, tiny_overrides(tmp_path, synth_dir, split_file))
+
+
+@pytest.fixture(scope="session")
+def odd_sizes_dir(tmp_path_factory):
+    """48 synthetic scenes at 32 px, a quarter of them stored at other sizes (resized on load),
+    with a split; shared read-only by the session."""
+    root = write_synthetic(tmp_path_factory.mktemp("odd") / "ds", n=48, size=32, seed=3)
+    files = sorted((root / "images").iterdir())
+    for i, f in enumerate(files[::4]):  # 12 of them, in every subset
+        with Image.open(f) as im:  # larger, not square, smaller
+            im.convert("RGB").resize([(48, 48), (40, 24), (20, 20)][i % 3], Image.BICUBIC).save(f)
+    split = root.parent / "split.csv"
+    split_dataset(root, split, fraction=0.3, val=0.2, test=0.2, seed=0)
+    return root, split
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts calls of the one decoding function (the cache builder looks it up per call)."""
+    from sslmae.loading import images
+
+    calls = {"n": 0}
+    real = images.decode_rgb
+
+    def counting(path, size):
+        calls["n"] += 1
+        return real(path, size)
+
+    monkeypatch.setattr(images, "decode_rgb", counting)
+    return calls

@@ -2,6 +2,6 @@
 
 import sys
 
-from sslmae.cli import main
+from sslmae.cli.main import main
 
 sys.exit(main())

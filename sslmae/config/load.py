@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from sslmae.config.schema import Config
+from sslmae.config.schema import Config, string_keys
 
 
 class ConfigError(ValueError):
@@ -67,19 +67,30 @@ def read_yaml(path: str | Path) -> dict:
 
 # ---------------------------------------------------------------------------- overrides
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """'train.epochs=3' -> (['train', 'epochs'], 3); the value is parsed as YAML."""
+def parse_value(key: str, raw: str) -> Any:
+    """The value of `key` from its text: YAML, except that a string knob keeps text YAML would
+    read as something else ('tracking.experiment=2024' is the string '2024'). Empty is null."""
+    if not raw:
+        return None
+    value = parse_yaml(raw, f"override {key}")
+    if key in string_keys() and value is not None and not isinstance(value, str):
+        return raw
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.epochs=3' -> ('train.epochs', 3)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected section.key=value")
-    key, raw = text.split("=", 1)
-    path = key.strip().split(".")
-    if not all(path):
+    key, raw = (part.strip() for part in text.split("=", 1))
+    if not all(key.split(".")):
         raise ConfigError(f"override {text!r}: empty key")
-    return path, parse_yaml(raw, f"override {key}") if raw.strip() else None
+    return key, parse_value(key, raw)
 
 
-def set_key(data: dict, path: list[str], value: Any) -> dict:
-    """A copy of `data` with the nested key `path` set to `value`."""
+def set_key(data: dict, key: str, value: Any) -> dict:
+    """A copy of `data` with the nested, dotted `key` set to `value`."""
+    path = key.split(".")
     data = dict(data)
     node = data
     for i, part in enumerate(path[:-1]):
@@ -87,7 +98,7 @@ def set_key(data: dict, path: list[str], value: Any) -> dict:
         if child is None:
             child = {}
         elif not isinstance(child, dict):
-            raise ConfigError(f"override {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
+            raise ConfigError(f"override {key}: {'.'.join(path[: i + 1])} is not a section")
         node[part] = child = dict(child)
         node = child
     node[path[-1]] = value
@@ -95,6 +106,7 @@ def set_key(data: dict, path: list[str], value: Any) -> dict:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`data` with every `section.key=value` text applied, in order."""
     for text in overrides:
         data = set_key(data, *parse_override(text))
     return data
@@ -133,7 +145,7 @@ def _loc(loc: tuple) -> str:
 
 
 def _known(loc: tuple) -> str:
-    """' (known in model: size, encoder, ...)' for an unknown key at `loc`."""
+    """' (known in model: backbone, variant, ...)' for an unknown key at `loc`."""
     node: Any = Config
     for part in loc[:-1]:
         node = node.model_fields[part].annotation
@@ -164,8 +176,25 @@ def _merged(defaults: Any, data: Any) -> Any:
     return {**defaults, **{k: _merged(defaults.get(k), v) for k, v in data.items()}}
 
 
+# params keys that were renamed: a params file or override that uses the old name is refused,
+# naming the new one; a model file that an older sslmae wrote is translated (`from_saved`)
+RENAMED = {"model.size": "model.backbone", "model.encoder": "model.variant",
+           "grid.ws": "grid.trials (one name per trial, e.g. [w0.3, w0.7, learned])",
+           "grid.learnable": "grid.trials (list the trial `learned`)"}
+# keys older sslmae versions wrote into model files that no longer mean anything (training-only)
+RETIRED = ("data.crop_scale_min", "data.flips")
+
+
+def _renamed(data: dict) -> None:
+    for old, new in RENAMED.items():
+        section, key = old.split(".")
+        if isinstance(data.get(section), dict) and key in data[section]:
+            raise ConfigError(f"{old}: renamed to {new}")
+
+
 def from_dict(data: dict) -> Config:
     """Validated `Config` from a plain mapping (as read from YAML); missing keys take defaults."""
+    _renamed(data or {})
     try:
         cfg = Config.model_validate(_merged(Config().model_dump(), data or {}))
     except ValidationError as exc:
@@ -176,18 +205,28 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
-# keys older sslmae versions wrote into model files, with what replaced them
-RETIRED_KEYS = {("data", "crop_scale_min"): "augment.*.crop_scale", ("data", "flips"): "augment.*.vflip, rot90"}
+def _translated(data: dict) -> dict:
+    """A saved config in today's keys: renamed keys moved, retired keys dropped."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
+    for key in RETIRED:
+        section, name = key.split(".")
+        if isinstance(data.get(section), dict):
+            data[section].pop(name, None)
+    model, grid = data.get("model"), data.get("grid")
+    if isinstance(model, dict):
+        for old, new in (("size", "backbone"), ("encoder", "variant")):
+            if old in model:
+                model[new] = model.pop(old)
+    if isinstance(grid, dict) and ("ws" in grid or "learnable" in grid):
+        trials = [f"w{w}" for w in grid.pop("ws", [])] + (["learned"] if grid.pop("learnable", False) else [])
+        grid["trials"] = trials or ["baseline"]
+    return data
 
 
 def from_saved(data: dict) -> Config:
-    """The Config stored in a model file, which an older sslmae may have written: retired keys
-    (augmentation settings that only mattered for training) are dropped, new keys take defaults."""
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
-    for section, key in RETIRED_KEYS:
-        if isinstance(data.get(section), dict):
-            data[section].pop(key, None)
-    return from_dict(data)
+    """The Config stored in a model file or checkpoint, which an older sslmae may have written:
+    renamed keys take their new names, retired keys are dropped, new keys take defaults."""
+    return from_dict(_translated(data))
 
 
 def to_dict(cfg: Config) -> dict:
@@ -195,11 +234,23 @@ def to_dict(cfg: Config) -> dict:
     return cfg.model_dump()
 
 
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'epochs': 3}} -> {'train.epochs': 3}: every leaf knob by its dotted key."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def updated(cfg: Config, changes: dict[str, Any]) -> Config:
-    """A validated copy of `cfg` with dotted keys changed: {'train.out_dir': 'x', 'loss.w': 0.3}."""
+    """A validated copy of `cfg` with dotted keys changed, {'train.out_dir': 'x', 'loss.w': 0.3}:
+    the overrides' route (`set_key`, `from_dict`) for values code already holds."""
     data = to_dict(cfg)
     for key, value in changes.items():
-        data = set_key(data, key.split("."), value)
+        data = set_key(data, key, value)
     return from_dict(data)
 
 

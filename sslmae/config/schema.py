@@ -1,29 +1,39 @@
 """Every knob of the pipeline with its type, range and default: the one copy of the defaults.
 
-params.yaml spells out the same values (tests/test_config.py compares them). Choice lists
-are the keys of the registries that act on them, so a new encoder, loss or mode is a valid
+params.yaml spells out the same values (tests/unit/test_config.py compares them). Choice lists
+are the keys of the registries that act on them, so a new variant, loss or mode is a valid
 value the moment it is registered. Validation is pydantic's (strict types, no extra keys);
 `sslmae.config.load` turns its errors into one line naming the key.
+
+A knob marked `free` (`free_field`) does not change the weights and metrics a training run
+produces: it says where outputs go, how fast they are made, how they are logged, or what happens
+after training (the registry). A training run resumes across a change of it, and DVC's trial
+stages need not list it; every other knob they read they must (`free_keys` reads the marks; tests/unit/test_dvc.py
+holds dvc.yaml to them).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from sslmae.data.augment import AUTHORS_LABELED, AUTHORS_UNLABELED
-from sslmae.data.masks import MASK_COUNTS
+from sslmae.augment.streams import AUTHORS_LABELED, AUTHORS_UNLABELED, StreamAugment
 from sslmae.datasets.layouts import LAYOUTS
 from sslmae.datasets.problems import ON_BAD
 from sslmae.hardware import ACCELERATORS, COMPILE, PRECISIONS
-from sslmae.model.backbone import ENCODERS
+from sslmae.knobs import Int, Section
+from sslmae.model.backbone import BACKBONES
 from sslmae.model.head import HEADS
 from sslmae.model.losses import CLS_LOSSES, REC_LOSSES, REC_TARGETS
+from sslmae.model.masks import MASK_COUNTS
 from sslmae.model.modes import MODES
 from sslmae.model.optim import DECAY_RULES
 from sslmae.model.variants import VARIANTS
 from sslmae.split import SUBSET_GROUPS
+
+FREE = {"free": True}
 
 
 def one_of(keys) -> Any:
@@ -31,35 +41,23 @@ def one_of(keys) -> Any:
     return Literal[tuple(keys)]
 
 
-def _integral(value: Any) -> Any:
-    # JSON/protobuf transports (KFP) send 30 as 30.0; 30.5 stays a float and is refused
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+def free_field(default: Any, **kw) -> Any:
+    """A knob that does not change what training produces (see the module's docstring)."""
+    return Field(default, json_schema_extra=FREE, **kw)
 
 
-Int = Annotated[int, BeforeValidator(_integral)]
+# grid.trials: w<fixed w in [0, 1]> (SSL-MAE-GS), learned (SSL-MAE-w_l), baseline (a mode without w)
+TRIAL = re.compile(r"^(w(0(\.\d+)?|1(\.0*)?)|learned|baseline)$")
 
 
-def _ordered(pair: list[float]) -> list[float]:
-    if pair[0] > pair[1]:
-        raise ValueError(f"must be [min, max] with min <= max, got {pair}")
-    return pair
-
-
-def _odd(value: int) -> int:
-    if value % 2 != 1:
-        raise ValueError(f"must be odd, got {value}")
-    return value
-
-
-Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-Range = Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=2, max_length=2), AfterValidator(_ordered)]
-UnitRange = Annotated[list[Annotated[float, Field(gt=0.0, le=1.0)]], Field(min_length=2, max_length=2),
-                      AfterValidator(_ordered)]
-
-
-class Section(BaseModel):
-    # strict: "3" is not 3 and 1 is not true; ints are accepted where a float is wanted
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=False)
+def _trials(names: list[str]) -> list[str]:
+    bad = [n for n in names if not TRIAL.match(n)]
+    if bad:
+        raise ValueError(f"trial names are w<w in [0, 1]> (e.g. w0.3), learned or baseline; got {bad}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"trial {twice[0]!r} listed twice")
+    return names
 
 
 class SynthConfig(Section):
@@ -81,41 +79,21 @@ class DataConfig(Section):
     split_file: str = "data/split.csv"
     task: one_of(CLS_LOSSES) = "mlc"
     img_size: Int = Field(64, ge=8, le=4096)
-    num_workers: Int = Field(0, ge=0)
+    num_workers: Int = free_field(0, ge=0)
     # decode once into <cache_dir>/<key>.npy (uint8, rebuilt when a file or img_size changes)
-    cache: bool = True
-    cache_dir: str = Field("data/cache", min_length=1, pattern=r"\S")
+    cache: bool = free_field(True)
+    cache_dir: str = free_field("data/cache", min_length=1, pattern=r"\S")
     # semi_supervised: redraw the labeled partners of every batch, or draw one partner per unlabeled
     # image once per run (fixed: the authors' RandomState(seed) upsampling)
     pairing: Literal["redraw", "fixed"] = "redraw"
     drop_last: bool = False  # drop an epoch's last, smaller batch (the authors do)
 
 
-class StreamConfig(Section):
-    """One stream's batch augmentation on the device (sslmae.data.augment.StreamAugment)."""
-
-    crop_scale: UnitRange  # area fraction of the random resized crop
-    crop_ratio: Range  # its aspect-ratio range
-    hflip: Unit  # probabilities per image
-    vflip: Unit
-    rot90: bool  # also transpose (p 0.5): with both flips, all 8 turns and mirrors
-    jitter: Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=4, max_length=4)]  # b, c, s, hue
-    jitter_p: Unit
-    grayscale_p: Unit
-    blur_p: Unit
-    blur_kernel: Annotated[Int, Field(ge=1), AfterValidator(_odd)]
-    blur_sigma: Range
-
-
-def _stream(preset) -> StreamConfig:
-    return StreamConfig(**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(preset).items()})
-
-
 class AugmentConfig(Section):
     """Labeled and unlabeled rows of a batch each get their own augmentation (the authors')."""
 
-    labeled: StreamConfig = _stream(AUTHORS_LABELED)
-    unlabeled: StreamConfig = _stream(AUTHORS_UNLABELED)
+    labeled: StreamAugment = AUTHORS_LABELED
+    unlabeled: StreamAugment = AUTHORS_UNLABELED
 
 
 class SplitConfig(Section):
@@ -128,10 +106,10 @@ class SplitConfig(Section):
 
 
 class ModelConfig(Section):
-    """The SSL-MAE network: timm ViT encoder, encoder variant, decoder, head."""
+    """The SSL-MAE network: timm ViT backbone, encoder variant, decoder, head."""
 
-    size: one_of(ENCODERS) = "mini"
-    encoder: one_of(VARIANTS) = "simmim"  # simmim: the paper; visible_only: MAE-style extension
+    backbone: one_of(BACKBONES) = "mini"
+    variant: one_of(VARIANTS) = "simmim"  # simmim: the paper; visible_only: MAE-style extension
     decoder_dim: Int = Field(128, ge=8)  # visible_only decoder width
     decoder_depth: Int = Field(2, ge=1)
     patch_size: Int = Field(8, ge=1)
@@ -158,7 +136,7 @@ class LossConfig(Section):
 class TrainConfig(Section):
     """Optimisation, hardware and fault tolerance."""
 
-    out_dir: str = "runs/train"
+    out_dir: str = free_field("runs/train")
     epochs: Int = Field(30, ge=1)
     batch_size: Int = Field(32, ge=1)  # labeled images per step (+ as many unlabeled)
     lr: float = Field(5e-4, gt=0.0)
@@ -172,45 +150,47 @@ class TrainConfig(Section):
     num_nodes: Int = Field(1, ge=1)  # multi-node: torchrun-style env (MASTER_ADDR, RANK, ...)
     strategy: Literal["auto", "ddp"] = "auto"
     precision: one_of(PRECISIONS) = "auto"
-    progress_bar: bool = True
+    progress_bar: bool = free_field(True)
     deterministic: bool = True
-    compile: one_of(COMPILE) = "auto"
-    checkpoint_every: Int = Field(1, ge=1)  # resumable checkpoint every N epochs (and after the last)
+    compile: one_of(COMPILE) = free_field("auto")
+    checkpoint_every: Int = free_field(1, ge=1)  # resumable checkpoint every N epochs (and after the last)
     val_every: Int = Field(1, ge=1)  # validate (and select the best weights) every N epochs
     select: Literal["best", "last"] = "best"  # model.pt: the best validated epoch, or the last one
     early_stop_patience: Int = Field(0, ge=0)  # stop after N validations without a lower val_loss; 0: off
     min_epochs: Int = Field(1, ge=1)  # early stopping never stops before this
     # auto: continue from out_dir/checkpoints/last.ckpt when made with the same params, else start
     # over; strict: refuse a checkpoint made with other params; never: always start over
-    resume: Literal["auto", "strict", "never"] = "auto"
+    resume: Literal["auto", "strict", "never"] = free_field("auto")
 
 
 class EvalConfig(Section):
-    """`sslmae evaluate`."""
+    """`sslmae evaluate` and the promotion gate: which subset, at which threshold."""
 
     split: one_of(SUBSET_GROUPS) = "test"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    batch_size: Int = Field(128, ge=1)
-    out_dir: str = "runs/eval"
+    batch_size: Int = free_field(128, ge=1)
+    out_dir: str = free_field("runs/eval")
 
 
 class GridConfig(Section):
-    """SSL-MAE-GS: one trial per fixed w, plus the learnable-w trial (SSL-MAE-w_l)."""
+    """The grid: one trial per name, each its own training run (DVC foreach, Kubeflow ParallelFor).
+    w0.3: fixed w = 0.3 (SSL-MAE-GS); learned: w = sigmoid(theta) (SSL-MAE-w_l); baseline: the one
+    trial of a mode without reconstruction (supervised_baseline)."""
 
-    ws: list[Annotated[float, Field(ge=0.0, le=1.0)]] = [0.3, 0.7]
-    learnable: bool = True
-    out_dir: str = "runs/grid"  # one folder per trial
-    selected_dir: str = "runs/selected"  # trials.csv, selected.json and the winner's model.pt
+    # free: a trial's own config (its w, its out_dir) is what trains it; adding a trial retrains no other
+    trials: Annotated[list[str], Field(min_length=1), AfterValidator(_trials)] = free_field(["w0.3", "w0.7", "learned"])
+    out_dir: str = free_field("runs/grid")  # one folder per trial
+    selected_dir: str = free_field("runs/selected")  # trials.csv, selected.json and the winner's model.pt
 
 
 class TrackingConfig(Section):
     """MLflow tracking and model registry."""
 
-    enabled: bool = True
-    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder
-    experiment: str = "sslmae"
-    registered_model: str = "sslmae"
-    promote_margin: float = Field(0.0, ge=0.0)  # champion moves only if challenger beats it by this
+    enabled: bool = free_field(True)
+    uri: Optional[str] = free_field(None)  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here
+    experiment: str = free_field("sslmae")
+    registered_model: str = free_field("sslmae")
+    promote_margin: float = free_field(0.0, ge=0.0)  # champion moves only if challenger beats it by this
 
 
 class Config(Section):
@@ -225,3 +205,23 @@ class Config(Section):
     evaluate: EvalConfig = EvalConfig()
     grid: GridConfig = GridConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+
+def _walk(model: type[BaseModel], prefix: str = ""):
+    """(dotted key, FieldInfo) of every leaf knob under `model`."""
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _walk(kind, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", info
+
+
+def free_keys() -> set[str]:
+    """The dotted keys marked free: they never change what training produces."""
+    return {key for key, info in _walk(Config) if (info.json_schema_extra or {}).get("free")}
+
+
+def string_keys() -> set[str]:
+    """The dotted keys whose value is a string (an override `x.y=2024` keeps the text)."""
+    return {key for key, info in _walk(Config) if info.annotation in (str, Optional[str])}

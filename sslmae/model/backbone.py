@@ -1,6 +1,6 @@
-"""Encoder registry: DeiT/ViT backbones from timm, by size name.
+"""Backbone registry (`model.backbone`): DeiT/ViT encoders from timm, by name.
 
-`ENCODERS[name](img_size, patch_size, drop_path)` builds a randomly initialised timm
+`BACKBONES[name](img_size, patch_size, drop_path)` builds a randomly initialised timm
 `VisionTransformer` without a head; `load_pretrained` fills it from a local weights file
 (no downloads anywhere). `micro` and `mini` are small custom sizes for tests and CPU runs.
 """
@@ -33,7 +33,7 @@ def _timm(model_name: str, img_size: int, patch_size: int, drop_path: float):
     )
 
 
-ENCODERS: dict[str, Factory] = {
+BACKBONES: dict[str, Factory] = {
     "micro": partial(_custom, 32, 2, 2),  # unit tests
     "mini": partial(_custom, 128, 4, 4),  # CPU default on the synthetic data
     "tiny": partial(_timm, "deit_tiny_patch16_224"),
@@ -43,11 +43,11 @@ ENCODERS: dict[str, Factory] = {
 }
 
 
-def build_encoder(name: str, img_size: int, patch_size: int, drop_path: float = 0.0) -> VisionTransformer:
+def build_backbone(name: str, img_size: int, patch_size: int, drop_path: float = 0.0) -> VisionTransformer:
     try:
-        factory = ENCODERS[name]
+        factory = BACKBONES[name]
     except KeyError:
-        raise ValueError(f"model.size: unknown size {name!r}; known: {sorted(ENCODERS)}") from None
+        raise ValueError(f"model.backbone: unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
     return factory(img_size=img_size, patch_size=patch_size, drop_path=drop_path)
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sslmae.data.masks import mask_to_pixels, random_patch_mask, visible_count
-from sslmae.model.backbone import build_encoder, load_pretrained
+from sslmae.model.masks import mask_to_pixels, random_patch_mask, visible_count
+from sslmae.model.backbone import build_backbone, load_pretrained
 from sslmae.model.head import HEADS
 from sslmae.model.losses import CLS_LOSSES, REC_LOSSES, REC_TARGETS
 from sslmae.model.modes import MODES
@@ -33,7 +33,7 @@ class SSLMAE(nn.Module):
         num_classes: int,
         task: str = "mlc",
         mode: str = "semi_supervised",
-        size: str = "mini",
+        backbone: str = "mini",
         img_size: int = 64,
         patch_size: int = 8,
         mask_ratio: float = 0.6,
@@ -55,7 +55,7 @@ class SSLMAE(nn.Module):
         self.rec_loss, self.rec_target, self.cls_loss = REC_LOSSES[rec_loss], REC_TARGETS[rec_target], CLS_LOSSES[task]
         # the authors mask the baseline's input too and pool its visible tokens
         self.masked = self.mode.reconstruct or baseline_mask
-        self.encoder = build_encoder(size, img_size, patch_size, drop_path)
+        self.encoder = build_backbone(backbone, img_size, patch_size, drop_path)
         if pretrained:
             load_pretrained(self.encoder, pretrained)
         self.head = HEADS[head](self.embed_dim, num_classes)
@@ -63,14 +63,12 @@ class SSLMAE(nn.Module):
         self.weight = LossWeight(w if self.mode.reconstruct else 1.0, learn_w and self.mode.reconstruct)
 
     @classmethod
-    def config_kwargs(cls, cfg) -> dict:
-        """The constructor's keyword arguments from a `sslmae.config.Config`."""
-        m = cfg.model
-        return dict(task=cfg.data.task, mode=cfg.loss.mode, size=m.size, img_size=cfg.data.img_size,
-                    patch_size=m.patch_size, mask_ratio=m.mask_ratio, mask_patch_size=m.mask_patch_size,
-                    mask_count=m.mask_count, rec_loss=m.rec_loss, rec_target=m.rec_target, head=m.head,
-                    baseline_mask=cfg.loss.baseline_mask, w=cfg.loss.w, learn_w=cfg.loss.learn_w,
-                    drop_path=m.drop_path, pretrained=m.pretrained)
+    def kwargs_from(cls, model, loss) -> dict:
+        """The constructor's keyword arguments from the config's `model` and `loss` sections."""
+        return dict(mode=loss.mode, backbone=model.backbone, patch_size=model.patch_size, mask_ratio=model.mask_ratio,
+                    mask_patch_size=model.mask_patch_size, mask_count=model.mask_count, rec_loss=model.rec_loss,
+                    rec_target=model.rec_target, head=model.head, baseline_mask=loss.baseline_mask, w=loss.w,
+                    learn_w=loss.learn_w, drop_path=model.drop_path, pretrained=model.pretrained)
 
     @property
     def embed_dim(self) -> int:

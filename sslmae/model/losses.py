@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from sslmae.model.patches import patchify
+
 
 def l1_masked(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
     """SimMIM's loss: mean absolute error over the pixels of masked patches.
@@ -19,17 +21,14 @@ def l1_masked(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor
 
 def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
     """The authors' later code (src/models/mae/model.py:91-99 at 800df98): MSE against the target's
-    per-patch normalised pixels, (t - mean) / (std + 1e-6) with the unbiased std, masked patches only."""
-    n, c, h, w = target.shape
+    per-patch normalised pixels, (t - mean) / (std + 1e-6) with the unbiased std, masked patches only.
+
+    pred, target: (N, 3, H, W);  pixel_mask: (N, 1, H, W), 1 is masked (whole patches)."""
     p = patch_size
-
-    def patches(x):  # (N, C, H, W) -> (N, L, p*p*C)
-        return x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), -1)
-
-    t = patches(target)
+    t = patchify(target, p)  # (N, L, 3*p*p)
     t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True).sqrt() + 1e-6)
-    err = ((patches(pred) - t) ** 2).mean(-1)  # (N, L)
-    m = pixel_mask[:, :, ::p, ::p].reshape(n, -1).to(err.dtype)
+    err = ((patchify(pred, p) - t) ** 2).mean(-1)  # (N, L)
+    m = patchify(pixel_mask, p)[:, :, 0].to(err.dtype)  # (N, L): a patch's first pixel says
     return (err * m).sum() / m.sum().clamp_min(1e-5)
 
 

@@ -9,7 +9,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from sslmae.data.masks import visible_index
+from sslmae.model.masks import visible_index
+from sslmae.model.patches import unpatchify
 
 
 class MAEDecoder(nn.Module):
@@ -25,8 +26,17 @@ class MAEDecoder(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.pred = nn.Linear(dim, patch_size**2 * in_chans)
+        self._rows_in_patch_order(patch_size, in_chans)
         trunc_normal_(self.pos, std=0.02)
         trunc_normal_(self.mask_token, std=0.02)
+
+    @torch.no_grad()
+    def _rows_in_patch_order(self, p: int, c: int) -> None:
+        # The rows were drawn for the (i, j, c) order this decoder used before `unpatchify`'s (c, i, j);
+        # reordering them keeps each pixel's initial weights, so a seed trains exactly as it did.
+        order = torch.arange(p * p * c).reshape(p * p, c).T.reshape(-1)  # (c, i, j) -> its old (i, j, c) row
+        self.pred.weight.copy_(self.pred.weight[order])
+        self.pred.bias.copy_(self.pred.bias[order])
 
     def forward(self, visible: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         n, length = mask.shape
@@ -34,7 +44,4 @@ class MAEDecoder(nn.Module):
         keep = visible_index(mask, x.shape[1]).unsqueeze(-1).expand(-1, -1, x.shape[-1])
         full = self.mask_token.to(x.dtype).expand(n, length, -1).scatter(1, keep, x)  # visible back in place
         x = self.norm(self.blocks(full + self.pos.to(x.dtype)))
-        patches = self.pred(x)  # (N, L, p*p*C)
-        side, p, c = int(round(length**0.5)), self.patch_size, self.in_chans
-        img = patches.reshape(n, side, side, p, p, c).permute(0, 5, 1, 3, 2, 4)
-        return img.reshape(n, c, side * p, side * p)
+        return unpatchify(self.pred(x), self.patch_size)  # (N, L, C*p*p) -> (N, C, H, W)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sslmae.model.base import SSLMAE
-from sslmae.model.decoder import SimMIMDecoder
+from sslmae.model.simmim_decoder import SimMIMDecoder
 
 
 class SimMIMSSLMAE(SSLMAE):

@@ -1,5 +1,5 @@
-"""Encoder variants by name (as timm registers models): `VARIANTS[model.encoder]` is the class,
-`build_model(cfg, num_classes)` the network a config describes."""
+"""Encoder variants by name (`model.variant`, as timm registers models): `VARIANTS[name]` is the
+class, `build_model(...)` the network the config's sections describe."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ VARIANTS: dict[str, type[SSLMAE]] = {
 }
 
 
-def build_model(cfg, num_classes: int) -> SSLMAE:
-    """The network `cfg` (a `sslmae.config.Config`) describes, randomly initialised
-    (or its encoder from `model.pretrained`)."""
-    cls = VARIANTS[cfg.model.encoder]
-    return cls(num_classes, **cls.config_kwargs(cfg))
+def build_model(model, loss, task: str, img_size: int, num_classes: int) -> SSLMAE:
+    """The network of the config's `model` and `loss` sections for `task` images of `img_size`,
+    randomly initialised (or its encoder from `model.pretrained`)."""
+    cls = VARIANTS[model.variant]
+    return cls(num_classes, task=task, img_size=img_size, **cls.kwargs_from(model, loss))

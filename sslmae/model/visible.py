@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from sslmae.data.masks import visible_index
+from sslmae.model.masks import visible_index
 from sslmae.model.base import SSLMAE
 from sslmae.model.mae_decoder import MAEDecoder
 
@@ -18,9 +18,9 @@ class VisibleOnlySSLMAE(SSLMAE):
                         if self.mode.reconstruct else None)
 
     @classmethod
-    def config_kwargs(cls, cfg) -> dict:
-        return {**super().config_kwargs(cfg), "decoder_dim": cfg.model.decoder_dim,
-                "decoder_depth": cfg.model.decoder_depth}
+    def kwargs_from(cls, model, loss) -> dict:
+        return {**super().kwargs_from(model, loss), "decoder_dim": model.decoder_dim,
+                "decoder_depth": model.decoder_depth}
 
     def encode_visible(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """imgs (N, 3, H, W), mask (N, L) from `draw_mask` (`num_visible` False per row) ->

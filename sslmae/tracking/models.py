@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from sslmae.config import Config
+from sslmae.config.schema import TrackingConfig
 from sslmae.tracking.runs import check_reachable, mlflow_module, tracking_uri
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -30,13 +30,13 @@ def _download_bar_only_on_a_terminal() -> Iterator[None]:
         os.environ.pop(BAR_VAR, None)
 
 
-def resolve_model(uri: str, cfg: Config | None = None, workdir: str | Path | None = None) -> Path:
+def resolve_model(uri: str, tracking: TrackingConfig | None = None, workdir: str | Path | None = None) -> Path:
     """A model file for `uri`: a local path as is, or `models:/NAME@ALIAS` / `models:/NAME/VERSION`
-    downloaded from the registry (tracking URI from cfg, else the environment)."""
+    downloaded from the registry (tracking URI from `tracking`, else the environment)."""
     if not uri.startswith("models:/"):
         return Path(uri)
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(cfg) if cfg else (mlflow.get_tracking_uri()))
+    mlflow.set_tracking_uri(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri())
     check_reachable(mlflow.get_tracking_uri())
     dst = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sslmae-model-"))
     try:

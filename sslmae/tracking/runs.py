@@ -26,7 +26,8 @@ import timm
 import torch
 
 import sslmae
-from sslmae.config import Config, to_dict
+from sslmae.config import flatten
+from sslmae.config.schema import TrackingConfig
 from sslmae.tracking.lineage import lineage_tags, run_label
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -41,10 +42,10 @@ def mlflow_module():
     return mlflow
 
 
-def client(cfg: Config):
+def client(tracking: TrackingConfig):
     """An MlflowClient on the run's tracking URI."""
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_tracking_uri(tracking_uri(tracking))
     return mlflow.MlflowClient()
 
 
@@ -52,8 +53,8 @@ class TrackingError(ValueError):
     """The tracking server cannot be used; the message names its URI."""
 
 
-def tracking_uri(cfg: Config) -> str:
-    return cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+def tracking_uri(tracking: TrackingConfig) -> str:
+    return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def check_reachable(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -77,21 +78,15 @@ def check_reachable(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
                         "tracking.uri or MLFLOW_TRACKING_URI to one that does, or tracking.enabled=false")
 
 
-def check_tracking(cfg: Config) -> None:
+def check_tracking(tracking: TrackingConfig) -> None:
     """check_reachable for a config whose tracking is on."""
-    if cfg.tracking.enabled:
-        check_reachable(tracking_uri(cfg))
+    if tracking.enabled:
+        check_reachable(tracking_uri(tracking))
 
 
-def flat_params(cfg: Config) -> dict[str, str]:
-    """Config as MLflow params: {'model.mask_ratio': '0.6', ...}."""
-    out = {}
-    for section, values in to_dict(cfg).items():
-        if isinstance(values, dict):
-            out.update({f"{section}.{k}": json.dumps(v) if isinstance(v, list) else str(v) for k, v in values.items()})
-        else:
-            out[section] = str(values)
-    return out
+def flat_params(params: dict) -> dict[str, str]:
+    """A config as a dict -> MLflow params: {'model.mask_ratio': '0.6', 'train.betas': '[0.9, 0.999]'}."""
+    return {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flatten(params).items()}
 
 
 def environment() -> dict[str, str]:
@@ -106,55 +101,55 @@ def environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def mlflow_run(cfg: Config, name: str, kind: str, tags: dict | None = None) -> Iterator[object | None]:
+def mlflow_run(tracking: TrackingConfig, name: str, kind: str, tags: dict | None = None) -> Iterator[object | None]:
     """Start an MLflow run (None when tracking is disabled). `kind`: grid | evaluate | register | promote."""
-    if not cfg.tracking.enabled:
+    if not tracking.enabled:
         yield None
         return
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(cfg))
-    mlflow.set_experiment(cfg.tracking.experiment)
+    mlflow.set_tracking_uri(tracking_uri(tracking))
+    mlflow.set_experiment(tracking.experiment)
     all_tags = {"sslmae.kind": kind, **environment(), **lineage_tags(), **(tags or {})}
     with mlflow.start_run(run_name=f"{name} @ {run_label()}", tags=all_tags) as run:
         yield run
 
 
 @contextlib.contextmanager
-def existing_run(cfg: Config, run_id: str) -> Iterator[object]:
+def existing_run(tracking: TrackingConfig, run_id: str) -> Iterator[object]:
     """Continue the MLflow run `run_id` (fluent API active inside)."""
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_tracking_uri(tracking_uri(tracking))
     with mlflow.start_run(run_id=run_id) as run:
         yield run
 
 
-def nest(cfg: Config, parent_run_id: str, child_run_ids: list[str]) -> None:
+def nest(tracking: TrackingConfig, parent_run_id: str, child_run_ids: list[str]) -> None:
     """Make runs children of a parent (MLflow's UI nests by this tag)."""
-    mlflow_client = client(cfg)
+    mlflow_client = client(tracking)
     for rid in child_run_ids:
         mlflow_client.set_tag(rid, "mlflow.parentRunId", parent_run_id)
 
 
-def log_files(cfg: Config, run_id: str, files: dict[str, Path], artifact_path: str | None = None) -> None:
+def log_files(tracking: TrackingConfig, run_id: str, files: dict[str, Path], artifact_path: str | None = None) -> None:
     """Log the files that exist as artifacts of run `run_id`."""
-    mlflow_client = client(cfg)
+    mlflow_client = client(tracking)
     for path in files.values():
         if Path(path).is_file():
             mlflow_client.log_artifact(run_id, str(path), artifact_path=artifact_path)
 
 
-def log_plots(cfg: Config, run_id: str, plots: dict[str, bytes], artifact_path: str = "plots") -> None:
+def log_plots(tracking: TrackingConfig, run_id: str, plots: dict[str, bytes], artifact_path: str = "plots") -> None:
     """Log PNG bytes as artifacts of run `run_id`: {'learning_curves.png': b'...'}."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in plots.items():
             (Path(tmp) / name).write_bytes(data)
-        client(cfg).log_artifacts(run_id, tmp, artifact_path=artifact_path)
+        client(tracking).log_artifacts(run_id, tmp, artifact_path=artifact_path)
 
 
-def log_metrics(cfg: Config, run_id: str, metrics: dict, step: int | None = None) -> None:
+def log_metrics(tracking: TrackingConfig, run_id: str, metrics: dict, step: int | None = None) -> None:
     """Log the finite numbers of `metrics` to run `run_id` (NaN: a metric undefined on this data)."""
     now = int(time.time() * 1000)
     batch = [mlflow_module().entities.Metric(k, float(v), now, step or 0) for k, v in metrics.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
     if batch:
-        client(cfg).log_batch(run_id, metrics=batch)
+        client(tracking).log_batch(run_id, metrics=batch)

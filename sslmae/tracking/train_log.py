@@ -14,41 +14,43 @@ import pandas as pd
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from sslmae.config import Config
+from sslmae.config.schema import TrackingConfig
 from sslmae.report import plots
 from sslmae.tracking.lineage import lineage_tags, log_dataset, record_run, recorded_run_id, run_label
 from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, tracking_uri
 
 
-def train_logger(cfg: Config, out_dir: str | Path, resumed: bool) -> MLFlowLogger | None:
+def train_logger(tracking: TrackingConfig, out_dir: str | Path, resumed: bool) -> MLFlowLogger | None:
     """The logger of a run (None when tracking is off, and on every DDP rank but the first, which
     alone logs: its rank comes from the launcher's environment, before the Trainer exists);
     a resumed run gets its earlier MLflow run."""
-    if not cfg.tracking.enabled or rank_zero_only.rank != 0:
+    if not tracking.enabled or rank_zero_only.rank != 0:
         return None
-    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=f"{Path(out_dir).name} @ {run_label()}",
-                        tracking_uri=tracking_uri(cfg),
+    return MLFlowLogger(experiment_name=tracking.experiment, run_name=f"{Path(out_dir).name} @ {run_label()}",
+                        tracking_uri=tracking_uri(tracking),
                         tags={"sslmae.kind": "train", **environment(), **lineage_tags()},
                         run_id=recorded_run_id(out_dir) if resumed else None)
 
 
-def log_train_start(logger: MLFlowLogger | None, cfg: Config, out_dir: str | Path, resumed: bool) -> None:
-    """On rank 0: the params (once per MLflow run) and out_dir/mlflow_run.json."""
+def log_train_start(logger: MLFlowLogger | None, params: dict, data_dir: str | Path, out_dir: str | Path,
+                    resumed: bool) -> None:
+    """On rank 0: the params (the run's config as a dict; once per MLflow run), the dataset as the
+    run's input, and out_dir/mlflow_run.json."""
     if logger is None:
         return
     if not resumed:
-        logger.log_hyperparams(flat_params(cfg))
-        log_dataset(logger.experiment, logger.run_id, cfg.data.dir, "train")
+        logger.log_hyperparams(flat_params(params))
+        log_dataset(logger.experiment, logger.run_id, data_dir, "train")
     record_run(out_dir, logger.experiment.get_run(logger.run_id))
 
 
-def log_train_end(logger: MLFlowLogger | None, cfg: Config, out: Path) -> None:
+def log_train_end(logger: MLFlowLogger | None, tracking: TrackingConfig, out: Path) -> None:
     """Files and plots of a finished run."""
     if logger is None:
         return
     run_id = logger.run_id
-    log_files(cfg, run_id, {"metrics": out / "metrics.json", "history": out / "history.csv"})
-    log_files(cfg, run_id, {"model": out / "model.pt"}, artifact_path="model")
+    log_files(tracking, run_id, {"metrics": out / "metrics.json", "history": out / "history.csv"})
+    log_files(tracking, run_id, {"model": out / "model.pt"}, artifact_path="model")
     history = pd.read_csv(out / "history.csv")
-    log_plots(cfg, run_id, {"learning_curves.png": plots.learning_curves(history),
-                            "w_trajectory.png": plots.w_trajectory(history)})
+    log_plots(tracking, run_id, {"learning_curves.png": plots.learning_curves(history),
+                                 "w_trajectory.png": plots.w_trajectory(history)})

@@ -1,10 +1,11 @@
-"""Lightning DataModule over a labels-csv dataset and a split file.
+"""Lightning DataModule over a dataset folder and its split file, built from the config's `data`
+section and the few training values batches depend on.
 
 Training batches follow the mode: semi-supervised pairs B unlabeled with B labeled images
 (drawn with replacement); the supervised modes use labeled images only.
 
 With `data.cache` (the default) the images are decoded once into a uint8 cache
-(`sslmae.data.cache`) that every loader of every epoch reads; the pixels are the same
+(`sslmae.loading.cache`) that every loader of every epoch reads; the pixels are the same
 as decoding each time, so training results are too.
 """
 
@@ -12,59 +13,27 @@ from __future__ import annotations
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
-from sslmae.config import Config
-from sslmae.data.cache import open_cache
-from sslmae.data.images import ImageTableDataset
-from sslmae.data.sampling import LabeledBatchSampler, PairedBatchSampler
+from sslmae.config.schema import DataConfig
 from sslmae.datasets.load import load_dataset
-from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.records import LabeledImages
-from sslmae.model.modes import MODES
+from sslmae.loading.images import ImageTableDataset
+from sslmae.loading.loaders import check_task, eval_loader, image_cache, loader_options, subset_dataset
+from sslmae.loading.sampling import LabeledBatchSampler, PairedBatchSampler
 from sslmae.split import read_split
 
 
-def check_task(data: LabeledImages, task: str) -> LabeledImages:
-    """`data`, if its task (mlc: several labels per image; mcc: exactly one) is the one asked for."""
-    if data.task != task:
-        raise DatasetError(f"{data.root}: the dataset is {data.task} (its manifest says so) but data.task is {task}; "
-                           f"set data.task={data.task}")
-    return data
-
-
-def dataset_cache(data: LabeledImages, cfg: Config) -> np.ndarray | None:
-    """(N, S, S, 3) uint8 memory map of all of `data`'s images at data.img_size (built on
-    first use), or None when data.cache is off."""
-    if not cfg.data.cache:
-        return None
-    return open_cache(cfg.data.cache_dir, data.paths, cfg.data.img_size, root=data.root)
-
-
-def subset_dataset(data: LabeledImages, subsets: np.ndarray, names: tuple[str, ...], img_size: int,
-                   cache: np.ndarray | None = None) -> ImageTableDataset:
-    """Evaluation dataset of the rows whose subset is in `names` (labels visible).
-    cache: `dataset_cache(data, ...)` (rows of the whole dataset), or None to decode per item."""
-    rows = np.flatnonzero(np.isin(subsets, names))
-    return ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], np.ones(len(rows), bool), img_size,
-                             cache=cache, rows=rows if cache is not None else None)
-
-
-def _loader_options(num_workers: int) -> dict:
-    # Workers stay alive across epochs, and pin their batches for asynchronous host->GPU copies.
-    return dict(num_workers=num_workers, persistent_workers=num_workers > 0,
-                pin_memory=num_workers > 0 and torch.cuda.is_available())
-
-
-def eval_loader(dataset: ImageTableDataset, batch_size: int, num_workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **_loader_options(num_workers))
-
-
 class SSLDataModule(L.LightningDataModule):
-    def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1):
+    """data: the `data` section; batch_size: labeled images per step (train.batch_size);
+    unlabeled: the mode trains on the unlabeled pool too; seed: the samplers' seed;
+    eval_batch_size: validation batches (evaluate.batch_size)."""
+
+    def __init__(self, data: DataConfig, batch_size: int, unlabeled: bool, seed: int, eval_batch_size: int,
+                 rank: int = 0, world_size: int = 1):
         super().__init__()
-        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.section, self.batch_size, self.unlabeled, self.seed = data, batch_size, unlabeled, seed
+        self.eval_batch_size, self.rank, self.world_size = eval_batch_size, rank, world_size
         self.data: LabeledImages | None = None
         self.subsets: np.ndarray | None = None
         self._cache: np.ndarray | None = None
@@ -72,51 +41,53 @@ class SSLDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        self.data = check_task(load_dataset(self.cfg.data.dir), self.cfg.data.task)
-        self.subsets = read_split(self.cfg.data.split_file, self.data.ids)
+        self.data = check_task(load_dataset(self.section.dir), self.section.task)
+        self.subsets = read_split(self.section.split_file, self.data.ids)
 
     @property
     def label_names(self) -> list[str]:
         self.setup()
         return self.data.label_names
 
+    def _open_cache(self) -> np.ndarray | None:
+        d = self.section
+        return image_cache(self.data, d.img_size, d.cache_dir if d.cache else None)
+
     def image_cache(self) -> np.ndarray | None:
         """The decoded-image cache (None when data.cache is off), opened once. Under DDP the
         first rank of each node builds it while the others wait, then all map the same file."""
         self.setup()
-        if not self.cfg.data.cache:
+        if not self.section.cache:
             return None
         if self._cache is None:
             trainer = self.trainer
             if trainer is not None and trainer.world_size > 1:
                 if trainer.local_rank == 0:
-                    dataset_cache(self.data, self.cfg)
+                    self._open_cache()
                 trainer.strategy.barrier("sslmae-image-cache")
-            self._cache = dataset_cache(self.data, self.cfg)
+            self._cache = self._open_cache()
         return self._cache
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        cfg, data = self.cfg, self.data
-        mode = MODES[cfg.loss.mode]
-        rows = np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled") if mode.unlabeled else ("labeled",)))
+        d, data = self.section, self.data
+        rows = np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled") if self.unlabeled else ("labeled",)))
         is_lab = self.subsets[rows] == "labeled"
         cache = self.image_cache()
-        dataset = ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], is_lab, cfg.data.img_size,
+        dataset = ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], is_lab, d.img_size,
                                     cache=cache, rows=rows if cache is not None else None)
         lab, unl = np.flatnonzero(is_lab), np.flatnonzero(~is_lab)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (self.rank, self.world_size)
-        shard = dict(seed=cfg.seed, rank=rank, world_size=world)
-        if mode.unlabeled:
-            sampler = PairedBatchSampler(unl, lab, cfg.train.batch_size, pairing=cfg.data.pairing,
-                                         drop_last=cfg.data.drop_last, **shard)
+        shard = dict(seed=self.seed, rank=rank, world_size=world)
+        if self.unlabeled:
+            sampler = PairedBatchSampler(unl, lab, self.batch_size, pairing=d.pairing, drop_last=d.drop_last, **shard)
         else:
-            sampler = LabeledBatchSampler(lab, cfg.train.batch_size, drop_last=cfg.data.drop_last, **shard)
-        return DataLoader(dataset, batch_sampler=sampler, **_loader_options(cfg.data.num_workers))
+            sampler = LabeledBatchSampler(lab, self.batch_size, drop_last=d.drop_last, **shard)
+        return DataLoader(dataset, batch_sampler=sampler, **loader_options(d.num_workers))
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup()
-        ds = subset_dataset(self.data, self.subsets, ("val",), self.cfg.data.img_size, cache=self.image_cache())
+        ds = subset_dataset(self.data, self.subsets, ("val",), self.section.img_size, cache=self.image_cache())
         if len(ds) == 0:
             return []
-        return eval_loader(ds, self.cfg.evaluate.batch_size, self.cfg.data.num_workers)
+        return eval_loader(ds, self.eval_batch_size, self.section.num_workers)

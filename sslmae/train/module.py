@@ -1,6 +1,6 @@
 """LightningModule: batch augmentation on the device, the joint loss, AdamW with warmup and
 cosine decay, validation metrics. What Lightning provides is used as it is: checkpoints and
-best weights are ModelCheckpoint callbacks (`sslmae.train.checkpointing`), the history and
+best weights are ModelCheckpoint callbacks (`sslmae.train.checkpoints`), the history and
 MLflow are a callback and a logger (`sslmae.train.history`, `sslmae.tracking.train_log`)."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import lightning as L
 import torch
 
 from sslmae.config import Config, to_dict
-from sslmae.data.augment import StreamAugment, augment_batch, normalize, to_unit
+from sslmae.augment.batch import augment_batch
+from sslmae.augment.pixels import normalize, to_unit
+from sslmae.augment.streams import StreamAugment
 from sslmae.metrics import PRIMARY, SUITES
 from sslmae.model.base import SSLMAE
 from sslmae.model.losses import CLS_LOSSES, probabilities
@@ -32,16 +34,21 @@ def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
 
 
 class SSLMAEModule(L.LightningModule):
-    """model: the network; compiled: torch.compile its training step and its inference pass
-    (wrapping the bound methods: the model, its methods and its state_dict keys stay as they are)."""
+    """model: the network; train: the `train` section (optimiser and schedule); augment: the
+    `augment` section; w_lr: the learnable w's learning rate (loss.w_lr); threshold: validation
+    metrics' decision threshold (evaluate.threshold); params: the run's whole config as a dict,
+    stored in every checkpoint so that a later run knows whether it may resume;
+    compiled: torch.compile its training step and its inference pass (wrapping the bound methods:
+    the model, its methods and its state_dict keys stay as they are)."""
 
-    def __init__(self, model: SSLMAE, cfg: Config, compiled: bool = False):
+    def __init__(self, model: SSLMAE, train: TrainConfig, augment: AugmentConfig, w_lr: float, threshold: float,
+                 params: dict, compiled: bool = False):
         super().__init__()
-        self.model, self.cfg = model, cfg
+        self.model, self.optim, self.w_lr, self.threshold, self.params = model, train, w_lr, threshold, params
         self.step_fn = torch.compile(model.training_losses) if compiled else model.training_losses
         self.infer_fn = torch.compile(model.forward) if compiled else model.forward
-        self.monitor = f"val_{PRIMARY[cfg.data.task]}"
-        self.streams = (StreamAugment.from_config(cfg.augment.labeled), StreamAugment.from_config(cfg.augment.unlabeled))
+        self.monitor = f"val_{PRIMARY[model.task]}"
+        self.streams = (augment.labeled, augment.unlabeled)
         self._pending: list[tuple[int, torch.Tensor]] = []  # (batch_idx, loss) not yet checked
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
@@ -88,7 +95,7 @@ class SSLMAEModule(L.LightningModule):
     # -- resumable state beyond what Lightning saves ------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the config decides whether a later run may resume; the RNG continues masks and augmentation
-        checkpoint["sslmae"] = {"config": to_dict(self.cfg), "torch_rng": torch.get_rng_state()}
+        checkpoint["sslmae"] = {"config": self.params, "torch_rng": torch.get_rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         torch.set_rng_state(checkpoint["sslmae"]["torch_rng"])
@@ -102,11 +109,11 @@ class SSLMAEModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_logits:
             return
-        task = self.cfg.data.task
+        task = self.model.task
         logits, targets = torch.cat(self._val_logits), torch.cat(self._val_targets).float()
         self._val_logits, self._val_targets = [], []
         scores = probabilities(logits, task).numpy()
-        metrics = SUITES[task](targets.numpy(), scores, self.cfg.evaluate.threshold)
+        metrics = SUITES[task](targets.numpy(), scores, self.threshold)
         # the classification loss on validation, unmasked: what the authors' early stopping watches
         metrics["loss"] = float(CLS_LOSSES[task](logits, targets))
         # every rank scored the whole validation subset: the mean over ranks is the same value
@@ -115,8 +122,8 @@ class SSLMAEModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------
     def configure_optimizers(self):
-        t = self.cfg.train
-        groups = param_groups(self.model, t.lr, t.weight_decay, self.cfg.loss.w_lr, t.weight_decay_on)
+        t = self.optim
+        groups = param_groups(self.model, t.lr, t.weight_decay, self.w_lr, t.weight_decay_on)
         opt = torch.optim.AdamW(groups, betas=tuple(t.betas), fused=self.device.type == "cuda")
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs))

@@ -1,0 +1,26 @@
+"""`sslmae ingest`: any supported layout -> the canonical dataset folder (params `data.source`,
+`data.dir`, `data.layout`, `data.on_bad`)."""
+
+from sslmae.cli.params import add_params, knob_flag, knob_positional, load_params
+from sslmae.datasets.ingest import ingest
+
+HELP = "validate and normalise a dataset into DIR (manifest.parquet + images/)"
+
+
+def add_arguments(p) -> None:
+    knob_positional(p, "data.source", "SOURCE", "a folder, a .zip/.tar(.gz) archive, or s3://bucket/prefix")
+    knob_flag(p, "--out", "data.dir", "dataset folder to write")
+    knob_flag(p, "--layout", "data.layout", "auto|labels-csv|ucm-txt|class-folders|bigearthnet|manifest")
+    knob_flag(p, "--on-bad", "data.on_bad", "error: stop at the first bad item; skip: list it in ingest_report.json")
+    p.add_argument("--s3-endpoint", default=None, help="S3 API URL (default: AWS_ENDPOINT_URL[_S3] or AWS)")
+    p.add_argument("--max-pixels", type=int, default=None, help="larger images are rejected (bomb guard; default 1e8)")
+    p.add_argument("--min-side", type=int, default=None, help="images with a smaller side are rejected (default 16)")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads (default 4)")
+    add_params(p)
+
+
+def run(args) -> None:
+    d = load_params(args).data
+    limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("min_side", args.min_side),
+                                ("workers", args.workers)) if v is not None}
+    ingest(d.source, d.dir, layout=d.layout, on_bad=d.on_bad, s3_endpoint=args.s3_endpoint, **limits)

@@ -1,0 +1,27 @@
+"""`sslmae register`: a model becomes @challenger in the MLflow registry (params `tracking`)."""
+
+import json
+from pathlib import Path
+
+from sslmae.cli.params import add_params, load_params
+from sslmae.release import register
+
+HELP = "register a model in MLflow as @challenger"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--metrics", default=None, help="metrics.json to attach (e.g. the test evaluation)")
+    p.add_argument("--out", default=None, help="write the registration (name, version) as JSON here")
+    add_params(p)
+
+
+def run(args) -> None:
+    cfg = load_params(args)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    info = register(cfg, args.model, metrics, out=args.out)
+    if info["created"]:
+        print(f"registered {info['name']} version {info['version']} as @{info['alias']} (from run {info['run_id']})")
+    else:
+        print(f"already registered: {info['name']} version {info['version']} holds these weights; "
+              f"it is @{info['alias']}")

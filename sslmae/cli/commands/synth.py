@@ -1,0 +1,20 @@
+"""`sslmae synth`: the embedded synthetic dataset (params `synth`)."""
+
+from sslmae.cli.params import add_params, knob_flag, load_params
+from sslmae.datasets.synth import write_synthetic
+
+HELP = "write the synthetic multi-label aerial dataset"
+
+
+def add_arguments(p) -> None:
+    knob_flag(p, "--out", "synth.out", "dataset folder to write")
+    knob_flag(p, "--n", "synth.n", "number of scenes")
+    knob_flag(p, "--size", "synth.size", "image side in pixels")
+    knob_flag(p, "--seed", "synth.seed", "random seed")
+    add_params(p)
+
+
+def run(args) -> None:
+    s = load_params(args).synth
+    out = write_synthetic(s.out, n=s.n, size=s.size, seed=s.seed)
+    print(f"wrote {s.n} synthetic scenes ({s.size}px) to {out}")

@@ -1,0 +1,184 @@
+"""One function per pipeline step, for the Kubeflow components: each takes the params as a
+dict (the shape of params.yaml), points the paths at the step's artifacts (`updated`: the
+overrides' route), and calls one library function. The components stay a few lines each; everything here is testable
+without Kubeflow.
+
+With a store (`store`: s3://bucket/prefix or a mounted folder, sslmae.kubeflow.store) the
+dataset travels by reference (sslmae.kubeflow.dataref) and trial checkpoints outlive their pod
+(sslmae.kubeflow.checkpoints); without one the dataset artifact is the dataset itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from sslmae.atomic import write_json
+from sslmae.config import Config, from_dict, updated
+from sslmae.datasets.ingest import ingest
+from sslmae.datasets.sources import fetch_file_if_exists, publish_file, source_kind
+from sslmae.evaluate import evaluate_as_configured
+from sslmae.grid import select, trial_config, trial_names
+from sslmae.kubeflow import dataref
+from sslmae.kubeflow.checkpoints import TrialCheckpoints, run_area
+from sslmae.kubeflow.multinode import multinode_trial, remove_run
+from sslmae.kubeflow.store import Store, check_store
+from sslmae.release import promote, register
+from sslmae.report.build import build_report
+from sslmae.split import split_dataset
+from sslmae.tracking.grid_log import log_report
+from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
+from sslmae.train.run import train
+
+TRIAL_FILE = "trial.json"
+SCRATCH = "/scratch"  # the pod's scratch volume (an emptyDir with a size limit, pipelines/training.py)
+
+
+def scratch_dir() -> Path:
+    """Where a step puts what it fetched: the pod's scratch volume, else the system temp dir."""
+    if os.path.isdir(SCRATCH) and os.access(SCRATCH, os.W_OK):
+        return Path(SCRATCH)
+    return Path(tempfile.gettempdir()) / "sslmae-scratch"
+
+
+def local_dataset(artifact: str) -> str:
+    """The local dataset behind a dataset artifact (fetched when it is a reference)."""
+    return str(dataref.resolve(artifact, scratch_dir()))
+
+
+def config_for(params: dict, paths: dict[str, str] | None = None) -> Config:
+    """The validated Config of `params` with dotted keys pointed at the step's artifacts:
+    {'data.dir': '/x'}. In a pod, a relative data.cache_dir is on its scratch volume."""
+    cfg = updated(from_dict(params), paths or {})
+    if str(scratch_dir()) == SCRATCH and not Path(cfg.data.cache_dir).is_absolute():
+        cfg = updated(cfg, {"data.cache_dir": f"{SCRATCH}/cache"})
+    return cfg
+
+
+def plan_trials(params: dict) -> list[str]:
+    return trial_names(config_for(params))
+
+
+def pick_source(source: str, cfg: Config) -> str:
+    """`source`, else data.source; an empty source never falls back to a local path that is
+    not there (data/synth exists on a workstation, not in a pod)."""
+    if source:
+        return source
+    fallback = cfg.data.source
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if source_kind(fallback) != "s3" and (in_pod or not Path(fallback).exists()):
+        raise ValueError(f"no dataset source: the pipeline parameter `source` is empty and data.source "
+                         f"({fallback}) is not there{' in this pod' if in_pod else ''}; "
+                         "run with source=s3://bucket/prefix (or a path mounted in the pod)")
+    return fallback
+
+
+def ingest_step(params: dict, source: str, out_dir: str, store: str = "") -> dict:
+    """The canonical dataset into out_dir; with a store, published there by digest and out_dir
+    holds only the reference."""
+    cfg = config_for(params)
+    src, store = pick_source(source, cfg), check_store(store)
+    opts = {"layout": cfg.data.layout, "on_bad": cfg.data.on_bad}
+    if not store:
+        res = ingest(src, out_dir, **opts)
+        return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names)}
+    with tempfile.TemporaryDirectory(dir=_made(scratch_dir())) as tmp:
+        res = ingest(src, Path(tmp) / "dataset", **opts)
+        ref = dataref.publish(res.out, Store(store))
+        dataref.write_reference(out_dir, ref, res.out)
+    return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names), "digest": ref["digest"],
+            "dataset_uri": ref["uri"], "bytes": ref["bytes"]}
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str = "") -> dict:
+    """The split; with `frozen_split` (a path or s3:// URI) images split by an earlier run keep
+    their side, and the new split is written back there for the next run (a test set frozen
+    across scheduled retrainings)."""
+    s = config_for(params).split
+    dataset_dir = local_dataset(dataset_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        earlier = Path(tmp) / "earlier.csv"
+        keep = earlier if frozen_split and fetch_file_if_exists(frozen_split, earlier) else None
+        table = split_dataset(dataset_dir, out_file, fraction=s.fraction, val=s.val, test=s.test, seed=s.seed,
+                              keep_file=keep)
+    if frozen_split:
+        publish_file(Path(out_file), frozen_split)
+    return {**table["subset"].value_counts().to_dict(), "kept_from_earlier": keep is not None}
+
+
+def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str, store: str = "",
+               run_id: str = "") -> dict:
+    """One grid trial trained into out_dir. It resumes there if the container restarted; with a
+    store it also resumes in a new pod (a KFP retry), from the checkpoints stored under the run
+    and trial, which it keeps up to date while it trains."""
+    dataset_dir = local_dataset(dataset_dir)
+    cfg = updated(trial_config(config_for(params, {"data.dir": dataset_dir, "data.split_file": split_file}), trial),
+                  {"train.out_dir": out_dir})
+    if check_store(store):
+        ckpts = TrialCheckpoints(Store(store), run_id or "no-run-id", trial)
+        ckpts.restore(out_dir)
+        with ckpts.mirrored(out_dir):
+            result = train(cfg)
+    else:
+        result = train(cfg)
+    if result.rank_zero:
+        write_json(Path(out_dir) / TRIAL_FILE, {"trial": trial})
+    return result.val_metrics or {}
+
+
+def select_step(params: dict, trial_dirs: list[str], out_dir: str, store: str = "", run_id: str = "",
+                claim: str = "") -> dict:
+    """The best trial; then, every trial being done, the run's checkpoints in the store and its
+    staging folder on the claim (multi-node) are removed."""
+    dirs = {json.loads((Path(d) / TRIAL_FILE).read_text())["trial"]: Path(d) for d in trial_dirs}
+    chosen = select(config_for(params), out_dir, dirs)
+    if check_store(store):
+        area = run_area(Store(store), run_id or "no-run-id")
+        print(f"removed {area.remove()} stored checkpoint file(s) of this run from {area.uri}")
+    if claim:
+        remove_run(claim, run_id)
+    return chosen
+
+
+def evaluate_step(params: dict, model_file: str, dataset_dir: str, split_file: str, out_dir: str) -> dict:
+    cfg = config_for(params, {"data.dir": local_dataset(dataset_dir), "data.split_file": split_file})
+    return evaluate_as_configured(cfg, model_file, out_dir)
+
+
+def register_promote_step(params: dict, model_file: str, metrics_file: str, dataset_dir: str, split_file: str,
+                          out_dir: str) -> dict:
+    """Register the selected model as challenger, then the promotion gate."""
+    cfg = config_for(params)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and tracking_uri(cfg.tracking) == DEFAULT_URI:
+        # a registry in the pod's own sqlite file would vanish with the pod
+        raise ValueError("no MLflow tracking server: set MLFLOW_TRACKING_URI (secret sslmae-mlflow) or tracking.uri")
+    out = Path(out_dir)
+    info = register(cfg, model_file, json.loads(Path(metrics_file).read_text()), out=out / "registered.json")
+    gate = updated(cfg, {"data.dir": local_dataset(dataset_dir), "data.split_file": split_file})
+    decision = promote(gate, out=out / "promotion.json")
+    return {**decision, "registered_version": info["version"]}
+
+
+def report_step(select_dir: str, eval_dir: str, out_file: str, params: dict | None = None) -> str:
+    """The HTML report, also logged to the grid's MLflow parent run when params track."""
+    page = build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir)
+    if params is not None:
+        log_report(config_for(params).tracking, Path(select_dir), page)
+    return str(page)
+
+
+def multinode_trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str,
+                         job: dict, run_id: str = "", apis=None, poll_s: float = 15.0) -> dict:
+    """One grid trial as a PyTorchJob (job['trainer'] v1) or TrainJob (v2) over the shared claim
+    (sslmae.kubeflow.multinode); the trained model lands in out_dir."""
+    cfg = trial_config(config_for(params), trial)
+    multinode_trial(cfg, dataset_dir, split_file, trial, out_dir, job, run_id or "no-run-id", apis=apis,
+                    poll_s=poll_s)
+    write_json(Path(out_dir) / TRIAL_FILE, {"trial": trial})
+    return json.loads((Path(out_dir) / "metrics.json").read_text())

@@ -1,0 +1,159 @@
+"""Decoded-image cache: decode every image once, then every epoch reads pixels.
+
+Training used to decode and resize every JPEG/PNG in every epoch; that decode was most of
+the DataLoader workers' CPU time. The cache is one `.npy` file per (dataset files,
+img_size): an (N, S, S, 3) uint8 array, channels last, RGB, row i the pixels of `paths[i]`
+exactly as `sslmae.loading.images.load_image(paths[i], S)` returns them (the same
+`decode_rgb`), channels last. It is opened with `np.load(mmap_mode="r")`: a read-only
+memory map, so every DataLoader worker (and every DDP rank on the node) reads the same
+page-cache pages, and an epoch costs one memcpy per image.
+
+File: `<cache_dir>/<key>.npy`, key = sha256 over a format version, the Pillow version
+(the resize is Pillow's), S, and (path relative to the dataset root, size in bytes,
+mtime_ns) of every image in order. Changing, adding, removing or reordering an image, or
+changing S, gives another key and so a rebuild; the old file is left in place (delete
+`cache_dir` to reclaim the space). Size on disk: N * S * S * 3 bytes (UC Merced, 2100
+images at 224 px: 316 MB).
+
+Built atomically: the array is filled in a temporary file in `cache_dir`
+(`np.lib.format.open_memmap`) and renamed onto `<key>.npy` only when complete, so an
+interrupted build leaves nothing behind and concurrent builders (DDP ranks) cannot see
+half a file. Decoding uses a thread pool (Pillow releases the GIL while decoding).
+
+No side effects at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import PIL
+
+from sslmae.atomic import atomic_file
+from sslmae.progress import Stopwatch, progress
+from sslmae.loading import images
+
+FORMAT_VERSION = 1  # bump when the stored layout or the decoding rule changes
+CHUNK = 256  # images decoded per thread-pool round (bounds the pending futures)
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    """`path` relative to `root`, '/'-separated (string arithmetic on absolute paths, no
+    file system calls; a path outside root comes out as '../...')."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, os.path.abspath(root)) if root is not None else path
+    return rel.replace(os.sep, "/")
+
+
+def cache_key(paths: Sequence[Path], size: int, root: Path | None = None) -> str:
+    """sha256 hex over format version, Pillow version, size and (relative path, bytes,
+    mtime_ns) of each file in order. Stats every file (raises FileNotFoundError for a
+    missing one)."""
+    h = hashlib.sha256()
+    h.update(f"sslmae-image-cache v{FORMAT_VERSION}\0pillow {PIL.__version__}\0size {int(size)}\0"
+             f"n {len(paths)}\0".encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{_rel(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cache_file(cache_dir: str | Path, paths: Sequence[Path], size: int, root: Path | None = None) -> Path:
+    """Where the cache of (paths, size) lives: `<cache_dir>/<key>.npy`."""
+    return Path(cache_dir) / f"{cache_key(paths, size, root)}.npy"
+
+
+def build_cache(paths: Sequence[Path], size: int, out: str | Path, workers: int | None = None) -> Path:
+    """Decode `paths` at `size` into `out`, an (N, size, size, 3) uint8 .npy; atomic.
+
+    workers: decoding threads (default min(8, CPUs)); 1 decodes in this thread. Any error
+    (an unreadable image, an interrupt) removes the temporary file and propagates.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = len(paths)
+    shape = (n, size, size, 3)
+    with atomic_file(out) as tmp:
+        if n == 0:  # a zero-length memory map is not possible; an empty .npy is
+            with open(tmp, "wb") as fh:  # a file handle: np.save would append .npy to a name
+                np.save(fh, np.zeros(shape, np.uint8))
+        else:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            try:
+                _fill(arr, paths, size, workers)
+                arr.flush()
+            finally:
+                del arr  # unmap before the rename (and before unlinking on error)
+    return out
+
+
+def _fill(arr: np.ndarray, paths: Sequence[Path], size: int, workers: int | None) -> None:
+    """arr[i] = decode_rgb(paths[i], size) for all i; arr: (N, size, size, 3) uint8."""
+
+    def one(i: int) -> None:
+        arr[i] = images.decode_rgb(paths[i], size)  # looked up per call: tests count decodes
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    chunks = [range(s, min(s + CHUNK, len(paths))) for s in range(0, len(paths), CHUNK)]
+    shown = progress(chunks, f"image cache: decoding {len(paths)} images (chunks of {CHUNK})")
+    if workers <= 1:
+        for chunk in shown:
+            for i in chunk:
+                one(i)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sslmae-cache") as pool:
+        for chunk in shown:
+            # list(): wait for the chunk and re-raise the first error; the pool's exit
+            # then waits only for this chunk's stragglers, not the whole dataset
+            list(pool.map(one, chunk))
+
+
+def open_cache(
+    cache_dir: str | Path,
+    paths: Sequence[Path],
+    size: int,
+    root: Path | None = None,
+    workers: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> np.memmap:
+    """The (N, size, size, 3) uint8 read-only memory map of `paths` decoded at `size`,
+    building it first when `<cache_dir>/<key>.npy` does not exist (or does not hold an
+    array of that shape, e.g. a file damaged outside sslmae). log: where the one line
+    about a build goes (default: stderr; stdout may carry a command's result)."""
+    log = log or _stderr
+    path = cache_file(cache_dir, paths, size, root)
+    shape = (len(paths), size, size, 3)
+    if path.is_file():
+        arr = _open(path, shape)
+        if arr is not None:
+            return arr
+        log(f"image cache {path}: not an array of shape {shape}; rebuilding")
+    log(f"image cache: decoding {len(paths)} images at {size} px once into {path} "
+        f"({np.prod(shape, dtype=np.int64) / 2**20:.1f} MiB)")
+    took = Stopwatch()
+    build_cache(paths, size, path, workers)
+    log(f"image cache: {len(paths)} images decoded in {took} into {path}")
+    arr = _open(path, shape)
+    if arr is None:  # pragma: no cover - we just wrote it
+        raise RuntimeError(f"{path}: the image cache just built cannot be read back")
+    return arr
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _open(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    try:
+        arr = np.load(path, mmap_mode="r") if shape[0] else np.load(path)
+    except (ValueError, OSError, EOFError):
+        return None
+    if arr.shape != shape or arr.dtype != np.uint8:
+        return None
+    return arr

@@ -1,0 +1,131 @@
+"""Torch dataset over an image table: fixed-size uint8 images, decoded per item or read
+from a decoded-image cache (`sslmae.loading.cache`).
+
+Workers only decode and resize (or, with the cache, copy one row); augmentation and
+normalisation happen per batch on the training device (`sslmae.augment`), which keeps
+the CPU loaders cheap.
+"""
+
+from __future__ import annotations
+
+import mmap
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+
+def decode_rgb(path: Path, size: int) -> np.ndarray:
+    """Decode `path` to (size, size, 3) uint8 RGB, channels last (bilinear resize when needed).
+
+    The one decoding rule: `load_image` and the cache builder both call it, so a cached
+    row holds exactly the pixels `load_image` returns."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.array(im, dtype=np.uint8)  # a copy owned by numpy, not PIL's buffer
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """Decode `path` to (3, size, size) uint8 RGB (bilinear resize when needed)."""
+    return torch.from_numpy(decode_rgb(path, size)).permute(2, 0, 1).contiguous()
+
+
+# torch.from_numpy warns (once per process) that a read-only array gives a tensor it
+# cannot mark read-only. Cache rows are read-only on purpose (a shared memory map) and are
+# only ever copied (collate stacks them into a new batch), so that one warning is noise.
+_READONLY_WARNING_SEEN = False
+
+
+def _chw_view(hwc: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 array -> (3, S, S) tensor view of the same memory (no copy)."""
+    global _READONLY_WARNING_SEEN
+    if _READONLY_WARNING_SEEN:
+        return torch.from_numpy(hwc).permute(2, 0, 1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        view = torch.from_numpy(hwc).permute(2, 0, 1)
+    _READONLY_WARNING_SEEN = True  # torch itself stays silent for the rest of the process
+    return view
+
+
+class ImageTableDataset(Dataset):
+    """Item i: (image (3, S, S) uint8, target (C,) float32, labeled () bool).
+
+    `labeled[i]` False marks an image whose labels the model must not see (the unlabeled
+    pool); its target is returned as zeros so no label information can leak.
+
+    Without `cache`, item i decodes `paths[i]` (`load_image`). With `cache`, an
+    (M, S, S, 3) uint8 array of decoded images (`sslmae.loading.cache.open_cache`, usually a
+    read-only memory map shared by all workers) and `rows` (N,) ints, item i is the
+    read-only (3, S, S) view `cache[rows[i]]` permuted to channels first: the same pixels,
+    no decoding, no copy until the DataLoader's collate stacks the batch. Do not write to
+    it; copy first.
+    """
+
+    def __init__(
+        self,
+        paths: list[Path],
+        labels: np.ndarray,
+        labeled: np.ndarray,
+        img_size: int,
+        cache: np.ndarray | None = None,
+        rows: Sequence[int] | np.ndarray | None = None,
+    ):
+        if not (len(paths) == len(labels) == len(labeled)):
+            raise ValueError("paths, labels and labeled must have the same length")
+        self.paths = list(paths)
+        self.labeled = np.asarray(labeled, dtype=bool)
+        self.targets = torch.as_tensor(np.asarray(labels, dtype=np.float32) * self.labeled[:, None])
+        self.img_size = img_size
+        self.cache = cache
+        self.rows = None
+        if cache is not None:
+            if rows is None:
+                raise ValueError("rows: required with a cache (the cache row of each item)")
+            self.rows = np.asarray(rows, dtype=np.int64)
+            if self.rows.shape != (len(self.paths),):
+                raise ValueError(f"rows: expected {len(self.paths)} row indices, got shape {self.rows.shape}")
+            if cache.dtype != np.uint8 or cache.shape[1:] != (img_size, img_size, 3):
+                raise ValueError(f"cache: expected (M, {img_size}, {img_size}, 3) uint8, "
+                                 f"got {tuple(cache.shape)} {cache.dtype}")
+            if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(cache)):
+                raise ValueError(f"rows: indices must lie in [0, {len(cache)})")
+        elif rows is not None:
+            raise ValueError("rows: only meaningful with a cache")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        if self.cache is not None:
+            img = _chw_view(self.cache[self.rows[i]])
+        else:
+            img = load_image(self.paths[i], self.img_size)
+        return img, self.targets[i], torch.tensor(bool(self.labeled[i]))
+
+    # A memory-mapped cache (as `open_cache` returns: a whole .npy file) travels to spawned
+    # workers as its file name, not its bytes; forked workers simply inherit the mapping.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        cache = state.get("cache")
+        if isinstance(cache, np.memmap) and cache.filename is not None and isinstance(cache.base, mmap.mmap):
+            mode = "c" if cache.flags.writeable else "r"
+            state["cache"] = ("npy-memmap", str(cache.filename), mode, tuple(cache.shape))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        cache = state.get("cache")
+        if isinstance(cache, tuple) and cache and cache[0] == "npy-memmap":
+            _, filename, mode, shape = cache
+            arr = np.load(filename, mmap_mode=mode)
+            if arr.shape != shape or arr.dtype != np.uint8:
+                raise ValueError(f"{filename}: cache changed since the dataset was made "
+                                 f"(shape {arr.shape}, expected {shape})")
+            state["cache"] = arr
+        self.__dict__.update(state)

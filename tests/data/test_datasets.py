@@ -1,0 +1,127 @@
+"""Checks of real datasets and their splits, as Made-With-ML tests data beside code: the manifest's
+schema and contents, and a split's subsets (disjoint, covering, every label labeled, identical
+images together, shares near what params ask).
+
+They run on the embedded synthetic dataset (ingested and split here), on UC Merced when
+../shared holds it, and on this project's own `data.dir` and `data.split_file` when a run has
+made them (after `make run`: the data the pipeline trained on). `pytest tests/data` checks a
+team's own data the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sslmae.config import load_config
+from sslmae.datasets.ingest import MANIFEST_COLUMNS, ingest
+from sslmae.datasets.load import MANIFEST, load_dataset
+from sslmae.datasets.synth import write_synthetic
+from sslmae.split import SUBSETS, read_split, split_dataset
+from tests.conftest import REPO, UCM
+
+PARAMS = load_config(REPO / "params.yaml")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _quiet(*args, **kw):
+    pass
+
+
+@pytest.fixture(scope="module", params=["synthetic", "ucm_mlc", "project"])
+def dataset(request, tmp_path_factory) -> tuple[Path, Path, float]:
+    """(ingested dataset folder, split table, labeled fraction asked for)."""
+    if request.param == "project":  # what this checkout's pipeline trained on, if it ran
+        root, split = REPO / PARAMS.data.dir, REPO / PARAMS.data.split_file
+        if not ((root / MANIFEST).is_file() and split.is_file()):
+            pytest.skip(f"no ingested {PARAMS.data.dir} and {PARAMS.data.split_file} here (run `make run` first)")
+        return root, split, PARAMS.split.fraction
+    work = tmp_path_factory.mktemp(request.param)
+    if request.param == "synthetic":
+        source = write_synthetic(work / "synth", n=PARAMS.synth.n, size=PARAMS.synth.size, seed=PARAMS.synth.seed)
+        fraction = PARAMS.split.fraction
+    else:
+        if not (UCM / "labels.csv").is_file():
+            pytest.skip(f"{UCM} not present")
+        source, fraction = UCM, 0.05
+    root = ingest(str(source), work / "dataset", log=_quiet).out
+    split = split_dataset(root, work / "split.csv", fraction=fraction, val=PARAMS.split.val, test=PARAMS.split.test,
+                          seed=PARAMS.split.seed)
+    assert split is not None
+    return root, work / "split.csv", fraction
+
+
+def test_the_manifest_has_the_schema_ingest_writes(dataset):
+    root, _, _ = dataset
+    table = pq.read_table(root / MANIFEST)
+    assert table.schema.remove_metadata() == pa.schema(MANIFEST_COLUMNS)
+    frame = table.to_pandas()
+    assert len(frame) > 0 and frame["image"].is_unique and frame["path"].is_unique
+    assert frame["sha256"].str.match(SHA256).all() and frame["content_sha256"].str.match(SHA256).all()
+    assert frame["split"].isna().all() or frame["split"].isin(["train", "val", "test"]).all()
+    assert (frame[["width", "height"]] > 0).all().all() and frame["bands"].isin([1, 2, 3, 4]).all()
+
+
+def test_every_image_is_there_and_is_what_the_manifest_says(dataset):
+    root, _, _ = dataset
+    frame = pq.read_table(root / MANIFEST).to_pandas()
+    sample = frame.sample(n=min(50, len(frame)), random_state=0)  # hashing all of a large dataset is slow
+    for path, digest in zip(sample["path"], sample["sha256"]):
+        assert hashlib.sha256((root / path).read_bytes()).hexdigest() == digest, path
+    assert all((root / p).is_file() for p in frame["path"])
+
+
+def test_labels_are_binary_named_and_each_one_occurs(dataset):
+    root, _, _ = dataset
+    data = load_dataset(root)
+    names = data.label_names
+    assert len(names) == len(set(names)) > 1 and all(n.strip() == n and n for n in names)
+    assert data.labels.shape == (len(data), len(names)) and set(np.unique(data.labels)) <= {0, 1}
+    assert (data.labels.sum(0) > 0).all(), [n for n, c in zip(names, data.labels.sum(0)) if c == 0]
+    if data.task == "mcc":
+        assert (data.labels.sum(1) == 1).all()
+    frame = pq.read_table(root / MANIFEST).to_pandas()
+    positives = [[n for n, v in zip(names, row) if v] for row in data.labels]
+    assert [list(x) for x in frame["label_names"]] == positives  # the two label columns agree
+
+
+def test_the_split_is_disjoint_covering_and_labels_every_label(dataset):
+    root, split_file, _ = dataset
+    data = load_dataset(root)
+    table = pd.read_csv(split_file)
+    assert list(table.columns) == ["image", "subset"] and table["image"].is_unique
+    assert set(table["subset"]) <= set(SUBSETS)
+    subsets = read_split(split_file, data.ids)  # every image has exactly one subset
+    train = np.isin(subsets, ("labeled", "unlabeled"))
+    labeled = subsets == "labeled"
+    in_train = data.labels[train].sum(0) > 0
+    assert (data.labels[labeled].sum(0) > 0)[in_train].all(), "a label present in train has no labeled example"
+    assert all((subsets == s).any() for s in ("labeled", "val", "test"))
+
+
+def test_identical_images_never_straddle_subsets(dataset):
+    root, split_file, _ = dataset
+    frame = pq.read_table(root / MANIFEST).to_pandas()
+    frame["subset"] = read_split(split_file, list(frame["image"]))
+    straddling = frame.groupby("content_sha256")["subset"].nunique()
+    assert (straddling == 1).all(), frame[frame["content_sha256"].isin(straddling[straddling > 1].index)]
+
+
+def test_the_shares_are_what_params_ask(dataset):
+    root, split_file, fraction = dataset
+    subsets = read_split(split_file, load_dataset(root).ids)
+    n = len(subsets)
+    if pq.read_table(root / MANIFEST).column("split").null_count == n:  # no predefined split
+        for name, share in (("val", PARAMS.split.val), ("test", PARAMS.split.test)):
+            assert abs((subsets == name).mean() - share) <= 0.03 + 2 / n, name
+    train = np.isin(subsets, ("labeled", "unlabeled")).sum()
+    labels = load_dataset(root).labels.shape[1]
+    # stratified to the fraction, topped up so that every label has a labeled example
+    assert fraction * train - 2 <= (subsets == "labeled").sum() <= fraction * train + labels + 2

@@ -152,6 +152,22 @@ def test_a_truncated_or_pickled_checkpoint_is_one_line(tiny_cfg, tmp_path, capsy
     assert "refused: not a weights-only sslmae model file" in one_error_line(capsys)
 
 
+def test_a_damaged_best_checkpoint_under_resume_auto_is_one_line_before_any_training(tiny_cfg, tmp_path, capsys):
+    """train.resume=auto continues a finished run from last.ckpt; the best weights it would export
+    are read first, so a torn best.ckpt is one line naming it, exit 2, and nothing is trained."""
+    over = tiny_overrides(tmp_path, Path(tiny_cfg.data.dir), Path(tiny_cfg.data.split_file))
+    assert main(["train", *over]) == 0
+    capsys.readouterr()
+    best = tmp_path / "train" / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:300])
+    model = tmp_path / "train" / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    assert main(["train", *over]) == 2
+    line = one_error_line(capsys)
+    assert str(best) in line and "damaged or truncated" in line and "train.resume=never" in line
+    assert model.stat().st_mtime_ns == stamp
+
+
 # ---------------------------------------------------------------- tracking server
 
 def test_an_unreachable_tracking_server_fails_fast_in_one_line(tiny_cfg, tmp_path):

@@ -1,6 +1,6 @@
-"""synth -> split -> train -> evaluate through the CLI, on CPU, and the model must learn."""
+"""`sslmae fractions`: the label-fraction curve (split, train and test per fraction and mode)."""
 
-
+import json
 
 from sslmae.cli.main import main
 
@@ -19,7 +19,9 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
     assert main(args) == 0
     table = pd.read_csv(tmp_path / "fr.csv")
     assert len(table) == 4 and set(table["mode"]) == {"semi_supervised", "supervised_baseline"}
-    assert table["test_macro_auprc"].between(0, 1).all()
+    for _, row in table.iterrows():  # each row is its run's test evaluation
+        scored = json.loads((tmp_path / "fr" / f"eval_{row['mode']}_{row['fraction']}" / "metrics.json").read_text())
+        assert scored["subset"] == "test" and row["test_macro_auprc"] == scored["macro_auprc"]
     assert list(table["w"]) == [0.5, 1.0, 0.5, 1.0]  # the baseline's objective is L_cls alone
     from sslmae.fractions import step_factor
 

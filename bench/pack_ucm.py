@@ -1,4 +1,4 @@
-"""Re-encode UCM_mlc small enough to travel to a lent GPU machine (../shared does not).
+"""Re-encode UCM_mlc small enough to copy to a GPU machine with a checkout of the repository.
 
 Every image is decoded and saved again as JPEG quality 85 at its native size (about 41 MB in
 all, against 69 MB at quality 95); labels.csv, split_seed42.csv and SOURCE.txt are copied as

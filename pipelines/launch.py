@@ -22,7 +22,7 @@ from sslmae.outputs import claim_folder, write_marker
 from sslmae.kubeflow.multinode import check_trainer
 from sslmae.kubeflow.schedule import check_cron, replace_recurring_run
 from sslmae.kubeflow.services import docker_api, mlflow_server
-from sslmae.kubeflow.store import check_store
+from sslmae.datasets.store import check_store
 from sslmae.tracking.runs import tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]

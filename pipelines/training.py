@@ -72,7 +72,8 @@ class Resources:
         return {"trainer": check_trainer(self.trainer), "runtime": self.runtime, "image": self.image,
                 "nodes": self.nodes, "gpus": self.gpus, "gpu_resource": self.gpu_resource, "pvc": self.pvc,
                 "namespace": self.namespace, "cpu": self.job_cpu, "memory": self.job_memory, "shm": self.job_shm,
-                "ephemeral": self.job_ephemeral, "mlflow_secret": self.mlflow_secret, "gang": self.gang,
+                "ephemeral": self.job_ephemeral, "mlflow_secret": self.mlflow_secret, "s3_secret": self.s3_secret,
+                "gang": self.gang,
                 "queue": self.queue, "priority_class": self.priority_class, "timeout_s": self.job_timeout_s,
                 "node_selector": dict(self.node_selector), "tolerations": list(self.tolerations), "mount": MOUNT}
 

@@ -16,7 +16,7 @@ from sslmae.config import Config
 from sslmae.config.schema import TrackingConfig
 from sslmae.datasets.load import load_dataset
 from sslmae.inference import predict_scores
-from sslmae.loading.loaders import check_task, eval_loader, image_cache, subset_dataset
+from sslmae.loading.loaders import check_task, eval_loader, image_cache, shard_reader, subset_dataset
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.progress import Stopwatch
@@ -36,14 +36,17 @@ def evaluate(
     batch_size: int = 128,
     num_workers: int = 0,
     cache_dir: str | Path | None = None,
+    decode_cache: bool = True,
+    stream_cache_bytes: int = 8 * 2**30,
     tracking: TrackingConfig | None = None,
     named: str | None = None,
 ) -> dict:
-    """Metrics of `model_path` on `subset` of `split_file` over `dataset_dir`. cache_dir: decode
-    the images once into a cache there (None: decode per item). With `tracking` (a `tracking`
-    section that is on) the metrics, tables and plots are logged to an MLflow `evaluate` run.
-    The last line names the metrics file, or `named` where out_dir is a temporary folder the
-    caller removes."""
+    """Metrics of `model_path` on `subset` of `split_file` over `dataset_dir` (a folder, or a shard
+    dataset: local or s3://, read shard by shard). cache_dir: where a folder dataset's images are
+    decoded once (with `decode_cache`) and a remote shard dataset's shards are cached (at most
+    `stream_cache_bytes`). With `tracking` (a `tracking` section that is on) the metrics, tables and
+    plots are logged to an MLflow `evaluate` run. The last line names the metrics file, or `named`
+    where out_dir is a temporary folder the caller removes."""
     if subset not in SUBSET_GROUPS:
         raise ValueError(f"subset: must be one of {sorted(SUBSET_GROUPS)}, got {subset!r}")
     out = claim_folder(out_dir, "evaluate", legacy=("metrics.json", "per_class.csv", "scores.npz"))
@@ -55,8 +58,10 @@ def evaluate(
         raise ValueError(f"{data.root}: labels {data.label_names} differ from the model's {label_names}")
     subsets = read_split(split_file, data.ids)
     img_size = cfg.data.img_size  # what the model was trained on
-    cache = image_cache(data, img_size, str(cache_dir) if cache_dir is not None else None)
-    ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], img_size, cache=cache)
+    folder = str(cache_dir) if cache_dir is not None else None
+    cache = image_cache(data, img_size, folder if decode_cache else None) if data.shards is None else None
+    ds = subset_dataset(data, subsets, SUBSET_GROUPS[subset], img_size, cache=cache,
+                        reader=shard_reader(data, folder, stream_cache_bytes))
     if len(ds) == 0:
         raise ValueError(f"subset {subset!r} of {split_file} is empty")
     took = Stopwatch()
@@ -81,10 +86,11 @@ def evaluate(
 def evaluate_as_configured(cfg: Config, model_path: str | Path, out_dir: str | Path, tracked: bool = True,
                            named: str | None = None) -> dict:
     """`evaluate` with the rest from params: data.dir and data.split_file (the rows), evaluate.split,
-    evaluate.threshold and evaluate.batch_size, data.num_workers, data.cache(_dir), and tracking
+    evaluate.threshold and evaluate.batch_size, data.num_workers, the caches (data.cache, data.cache_dir,
+    data.stream_cache_bytes), and tracking
     when `tracked`. What `sslmae evaluate`, the promotion gate and the Kubeflow step call, so they
     score the same rows."""
     d, e = cfg.data, cfg.evaluate
     return evaluate(model_path, out_dir, d.dir, d.split_file, subset=e.split, threshold=e.threshold,
-                    batch_size=e.batch_size, num_workers=d.num_workers, cache_dir=d.cache_dir if d.cache else None,
-                    tracking=cfg.tracking if tracked else None, named=named)
+                    batch_size=e.batch_size, num_workers=d.num_workers, cache_dir=d.cache_dir, decode_cache=d.cache,
+                    stream_cache_bytes=d.stream_cache_bytes, tracking=cfg.tracking if tracked else None, named=named)

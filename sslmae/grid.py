@@ -23,6 +23,7 @@ from sslmae.config import Config, ConfigError, to_dict, updated
 from sslmae.metrics import PRIMARY
 from sslmae.model.modes import MODES
 from sslmae.outputs import claim_folder, write_marker
+from sslmae.redact import redacted
 from sslmae.tracking.grid_log import log_grid
 from sslmae.tracking.lineage import recorded_run_id
 from sslmae.tracking.runs import check_tracking, flat_params
@@ -112,7 +113,7 @@ def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None
                 "learn_w": bool(best["learn_w"]), "w_final": best["w_final"], "model": str(out / "model.pt"),
                 # the MLflow run that trained the winner: a registered version's source
                 "run_id": recorded_run_id(Path(best["checkpoint"]).parent)}
-    shared = shared_params([to_dict(trial_config(cfg, t)) for t in trial_names(cfg)])
+    shared = shared_params([redacted(to_dict(trial_config(cfg, t))) for t in trial_names(cfg)])
     parent = log_grid(cfg.tracking, shared, table, selected, out)
     if parent is not None:
         selected["parent_run_id"] = parent

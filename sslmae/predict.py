@@ -1,5 +1,7 @@
 """`predict(model, input, out)`: per-image probabilities and predicted labels for a folder,
-archive or S3 prefix of images.
+archive or S3 prefix of images, or for the images of an ingested dataset (a folder, or a shard
+dataset local or on S3: read shard by shard, its shards cached in `cache_dir`), decoded and
+scored a batch at a time.
 
 The model is a local model file or a registry URI (`models:/NAME@champion`). Decisions use
 the per-class thresholds tuned on validation and stored with the model (`thresholds="tuned"`,
@@ -18,7 +20,10 @@ import torch
 
 from sslmae.atomic import atomic_file
 from sslmae.config.schema import TrackingConfig
-from sslmae.loading.images import load_image
+from sslmae.datasets.load import MANIFEST, load_dataset
+from sslmae.datasets.store import Store
+from sslmae.loading.images import decode_rgb
+from sslmae.loading.loaders import shard_reader
 from sslmae.datasets.layouts.files import is_image_name
 from sslmae.datasets.sources import materialize
 from sslmae.inference import predict_scores
@@ -72,24 +77,66 @@ def _origin(input_source: str, rel: str) -> str:
     return f"{input_source.rstrip('/')}/{rel}"
 
 
-def _decode_all(files: list[Path], root: Path, input_source: str, size: int,
-                log) -> tuple[list[torch.Tensor], list[str | None]]:
-    imgs, errors = [], []
-    for f in progress(files, "predict: decoding"):
+class _Images:
+    """The images predict reads: names (what the output's image column says) and, per name, the
+    bytes or file to decode and where the user would find it (for error messages)."""
+
+    def __init__(self, input_source: str, work: Path, s3_endpoint: str | None, cache_dir: str | None,
+                 cache_bytes: int):
+        self.source = input_source
+        if _is_dataset(input_source):
+            data = load_dataset(input_source)
+            self.names = list(data.ids)
+            reader = shard_reader(data, cache_dir or str(work / "shards"), cache_bytes)
+            self._get = reader.image if reader is not None else (lambda i, paths=data.paths: paths[i])
+            self._where = (lambda i: f"{input_source.rstrip('/')}#{self.names[i]}")
+        else:
+            root = materialize(input_source, work, s3_endpoint)
+            files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
+            self.names = [str(f.relative_to(root)) for f in files]
+            self._get = files.__getitem__
+            self._where = lambda i: _origin(input_source, self.names[i])
+        if not self.names:
+            raise ValueError(f"{input_source}: no image files found")
+
+    def decode(self, i: int, size: int) -> tuple[torch.Tensor, str | None]:
+        """(image (3, size, size) uint8, None), or (zeros, the reason) for an unreadable one."""
+        data = None
         try:
-            imgs.append(load_image(f, size))
-            errors.append(None)
+            data = self._get(i)
+            return torch.from_numpy(decode_rgb(data, size)).permute(2, 0, 1).contiguous(), None
         except Exception as exc:  # unreadable: reported, not fatal
-            origin = _origin(input_source, str(f.relative_to(root)))
-            reason = str(exc).replace(str(f), origin)  # never a temporary path the user cannot open
-            imgs.append(torch.zeros(3, size, size, dtype=torch.uint8))
-            errors.append(f"unreadable image {origin}: {reason}")
-            log(f"skipped {origin}: {reason}")
-    return imgs, errors
+            origin, reason = self._where(i), str(exc)
+            if isinstance(data, Path):
+                reason = reason.replace(str(data), origin)  # never a temporary path the user cannot open
+            return torch.zeros(3, size, size, dtype=torch.uint8), f"unreadable image {origin}: {reason}"
+
+
+def _is_dataset(source: str) -> bool:
+    """An ingested dataset (its manifest at the top), local or on S3."""
+    if source.startswith("s3://"):
+        return Store(source).exists(MANIFEST)
+    return (Path(source) / MANIFEST).is_file()
+
+
+def _scores(model, images: _Images, size: int, batch_size: int, log) -> tuple[np.ndarray, list[str | None]]:
+    """Scores (N, C) of every image, decoded and scored a batch at a time; the errors (N,)."""
+    chunks, errors = [], []
+    starts = range(0, len(images.names), batch_size)
+    for start in progress(starts, f"predict: scoring {len(images.names)} images (batches of {batch_size})"):
+        decoded = [images.decode(i, size) for i in range(start, min(start + batch_size, len(images.names)))]
+        for (_, error) in decoded:
+            if error:
+                log(f"skipped {error.removeprefix('unreadable image ')}")
+        errors += [e for _, e in decoded]
+        scores, _ = predict_scores(model, [(torch.stack([img for img, _ in decoded]), torch.zeros(0))])
+        chunks.append(scores)
+    return np.concatenate(chunks), errors
 
 
 def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str = "tuned",
-            batch_size: int = 64, tracking: TrackingConfig | None = None, s3_endpoint: str | None = None, log=print) -> pd.DataFrame:
+            batch_size: int = 64, tracking: TrackingConfig | None = None, s3_endpoint: str | None = None,
+            cache_dir: str | None = None, cache_bytes: int = 8 * 2**30, log=print) -> pd.DataFrame:
     out = Path(out)
     if out.suffix not in WRITERS:
         raise ValueError(f"--out: must end in {' or '.join(WRITERS)}, got {out.name}")
@@ -98,16 +145,11 @@ def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str 
     thresholds = parse_thresholds(thresholds)
     with work_dir("predict") as work:
         model, mcfg, labels, meta = load_model(resolve_model(model_uri, tracking, Path(work) / "model"))
-        root = materialize(input_source, Path(work), s3_endpoint)
-        files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
-        if not files:
-            raise ValueError(f"{input_source}: no image files found")
-        imgs, errors = _decode_all(files, root, input_source, mcfg.data.img_size, log)
-        batches = [(torch.stack(imgs[i:i + batch_size]), torch.zeros(0)) for i in range(0, len(imgs), batch_size)]
-        scores, _ = predict_scores(model, batches, desc=f"predict: scoring {len(files)} images (batches)")
+        images = _Images(input_source, Path(work), s3_endpoint, cache_dir, cache_bytes)
+        scores, errors = _scores(model, images, mcfg.data.img_size, batch_size, log)
     thr, how = _thresholds(thresholds, meta, len(labels), mcfg.data.task)
     pred = DECISIONS[mcfg.data.task](scores, thr)  # per-class thresholds broadcast over rows
-    table = pd.DataFrame({"image": [str(f.relative_to(root)) for f in files], "error": errors})
+    table = pd.DataFrame({"image": images.names, "error": errors})
     for j, name in enumerate(labels):
         table[f"prob_{name}"] = np.where(pd.isna(table["error"]), scores[:, j], np.nan)
     table["predicted"] = [";".join(n for n, v in zip(labels, row) if v) if e is None else None
@@ -115,6 +157,6 @@ def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str 
     with atomic_file(out) as tmp:
         WRITERS[out.suffix](table, tmp)
     bad = sum(e is not None for e in errors)
-    log(f"wrote {out}: {len(files) - bad} images predicted in {took} (thresholds: {how})"
+    log(f"wrote {out}: {len(images.names) - bad} images predicted in {took} (thresholds: {how})"
         + (f", {bad} unreadable (see the error column)" if bad else ""))
     return table

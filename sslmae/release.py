@@ -17,6 +17,7 @@ from sslmae.atomic import write_json
 from sslmae.config import Config, to_dict
 from sslmae.evaluate import evaluate_as_configured
 from sslmae.metrics import PRIMARY
+from sslmae.redact import redacted
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.tracking.lineage import file_sha256, training_run
 from sslmae.tracking.runs import (check_tracking, client, flat_params, log_files, log_metrics, mlflow_module,
@@ -42,7 +43,7 @@ def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str
         if "model/model.pt" in logged:
             return f"{run.info.artifact_uri}/model", run_id
     with mlflow_run(cfg.tracking, name="register", kind="register") as run:
-        mlflow_module().log_params(flat_params(to_dict(mcfg)))
+        mlflow_module().log_params(flat_params(redacted(to_dict(mcfg))))
         log_files(cfg.tracking, run.info.run_id, {"model": model_path}, artifact_path="model")
         return f"{run.info.artifact_uri}/model", run.info.run_id
 

@@ -32,6 +32,17 @@ SCOPES = ("unit", "integration", "system", "data")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test starts from the same environment: `mlflow.set_tracking_uri`, which sslmae calls
+    in-process, also sets $MLFLOW_TRACKING_URI, and a later test's child processes (dvc repro)
+    would otherwise log into an earlier test's store."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def pytest_collection_modifyitems(config, items):
     """Each test is marked with the scope of its folder."""
     for item in items:

@@ -3,7 +3,8 @@
 Every failure is one line on stderr: a problem with the input, the output location, the disk,
 the tracking server or a checkpoint exits 2; a diverged run exits 1; Ctrl-C (SIGINT) exits 130
 and SIGTERM (what Kubernetes and DVC send) 143, after the command's temporaries are removed.
-No traceback, no partial output.
+No traceback, no partial output. Credentials in URIs are masked in everything the command prints
+(sslmae.redact).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, Iterator
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sslmae.cli.parser import build_parser, split_overrides
+from sslmae.redact import redacted_output
 
 # ValueError covers ConfigError, DatasetError, SourceError, SplitError, OutputError, TrackingError
 USER_ERRORS = (ValueError, FileNotFoundError)
@@ -74,4 +76,5 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     split_overrides(parser, args, extra)
-    return _run(args.func, args)
+    with redacted_output():  # no credential in a URI reaches the console or a log
+        return _run(args.func, args)

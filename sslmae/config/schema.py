@@ -75,11 +75,17 @@ class DataConfig(Section):
     source: str = "data/synth"  # what `sslmae ingest` reads: folder, archive or s3://bucket/prefix
     layout: one_of(["auto", *LAYOUTS]) = "auto"
     on_bad: one_of(ON_BAD) = "error"
-    dir: str = "data/dataset"  # the ingested dataset (manifest.parquet + images/) training reads
+    format: Literal["files", "shards"] = "files"  # what ingest writes: images/ files, or tar shards (scale)
+    shard_bytes: Int = Field(64 * 2**20, ge=2**16)  # shards: about this many bytes each
+    dir: str = "data/dataset"  # the ingested dataset training reads: a folder, or s3://... (shards)
     split_file: str = "data/split.csv"
     task: one_of(CLS_LOSSES) = "mlc"
     img_size: Int = Field(64, ge=8, le=4096)
     num_workers: Int = free_field(0, ge=0)
+    # auto: stream a shard dataset, read a folder's files; stream: shard by shard, each shard read
+    # once per epoch (a remote dataset through a cache of whole shards); files: any image, any order
+    loading: Literal["auto", "files", "stream"] = "auto"
+    stream_cache_bytes: Int = free_field(8 * 2**30, ge=1)  # local cache of a remote dataset's shards
     # decode once into <cache_dir>/<key>.npy (uint8, rebuilt when a file or img_size changes)
     cache: bool = free_field(True)
     cache_dir: str = free_field("data/cache", min_length=1, pattern=r"\S")
@@ -154,6 +160,8 @@ class TrainConfig(Section):
     deterministic: bool = True
     compile: one_of(COMPILE) = free_field("auto")
     checkpoint_every: Int = free_field(1, ge=1)  # resumable checkpoint every N epochs (and after the last)
+    # > 0: every N training steps instead (mid-epoch: the loader's position is in it), and at epoch ends
+    checkpoint_every_steps: Int = free_field(0, ge=0)
     val_every: Int = Field(1, ge=1)  # validate (and select the best weights) every N epochs
     select: Literal["best", "last"] = "best"  # model.pt: the best validated epoch, or the last one
     early_stop_patience: Int = Field(0, ge=0)  # stop after N validations without a lower val_loss; 0: off

@@ -1,43 +1,58 @@
-"""`ingest(source, out)`: any supported layout -> one canonical, validated dataset folder.
+"""`ingest(source, out)`: any supported layout -> one canonical, validated dataset.
 
-    OUT/images/<id>.jpg|png     upright 8-bit RGB, native size (an upright RGB JPEG or PNG
-                                is kept byte for byte; everything else is re-encoded as PNG)
-    OUT/manifest.parquet        one row per image (schema: MANIFEST_COLUMNS)
-    OUT/ingest_report.json      what was chosen, converted, skipped and found identical
+Two formats (`data.format`), one manifest:
 
-Every image is decoded once. Deterministic: the same source gives the same bytes. The
-folder appears whole or not at all (built under a temporary name, then renamed).
+    files   OUT/images/<id>.jpg|png   upright 8-bit RGB, native size (an upright RGB JPEG or PNG
+                                      is kept byte for byte; everything else is re-encoded as PNG)
+    shards  OUT/shards/shard-*.tar    the same stored bytes in WebDataset tar shards of about
+                                      `shard_bytes` each (sslmae.datasets.shards), OUT local or
+                                      s3://bucket/prefix (each shard uploaded as it closes)
+    both    OUT/manifest.parquet      one row per image (schema: MANIFEST_COLUMNS; shards add
+                                      offset and size), written last: it marks the dataset whole
+            OUT/ingest_report.json    what was chosen, converted, skipped and found identical
+
+Every image is decoded once, a bounded number at a time. Deterministic: the same source gives the
+same bytes. A local folder appears whole or not at all (built under a temporary name, then
+renamed); an s3:// one is complete once its manifest is there, and an interrupted ingest never
+writes one. In the shard format the manifest is written row group by row group as shards close,
+so memory does not grow with the images' bytes or the manifest (docs/data.md: what does).
 """
 
 from __future__ import annotations
 
 import hashlib
+from array import array
 import json
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sslmae.atomic import atomic_dir
-from sslmae.outputs import check_apart, claim_folder, work_dir
-from sslmae.progress import Stopwatch, progress
 from sslmae.datasets.catalog import match_catalog
 from sslmae.datasets.decode import Decoded, ImageProblem, decode, encode_png
 from sslmae.datasets.layouts import LAYOUTS, detect_layout
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RawDataset, Record
+from sslmae.datasets.shards import DEFAULT_SHARD_BYTES, ShardSink, member_json
 from sslmae.datasets.sources import materialize, object_fetcher, source_kind
+from sslmae.datasets.store import Store
+from sslmae.outputs import MARKER, OutputError, check_apart, claim_folder, work_dir
+from sslmae.progress import Stopwatch, progress
 
 MANIFEST = "manifest.parquet"
 REPORT = "ingest_report.json"
 LEGACY = (MANIFEST, REPORT)  # an ingest output older than the marker file
+FORMATS = ("files", "shards")
 MANIFEST_COLUMNS = {
     "image": pa.string(),  # id, unique; file stem
-    "path": pa.string(),  # relative to the dataset folder
-    "sha256": pa.string(),  # of the stored file's bytes
+    "path": pa.string(),  # relative to the dataset folder: the image file, or the shard holding it
+    "sha256": pa.string(),  # of the stored bytes
     "content_sha256": pa.string(),  # of the decoded pixels: equal for identical images
     "width": pa.int32(),  # of the source image
     "height": pa.int32(),
@@ -47,60 +62,161 @@ MANIFEST_COLUMNS = {
     "split": pa.string(),  # predefined train/val/test, or null
     "source": pa.string(),  # where the pixels came from, relative to the source root
 }
+SHARD_COLUMNS = {**MANIFEST_COLUMNS, "offset": pa.int64(), "size": pa.int64()}  # of the bytes in the shard
 DEFAULT_MAX_PIXELS = 100_000_000  # 10k x 10k: far above any scene tile; stops decompression bombs
 DEFAULT_MIN_SIDE = 16
 
 
 @dataclass
 class IngestResult:
-    out: Path
+    out: Path | str
     layout: str
     n_images: int
     label_names: list[str]
     report: dict
 
 
-def _decode_one(rec: Record, raw: RawDataset, max_pixels: int, min_side: int):
-    try:
-        return decode(rec.files, max_pixels, min_side, raw.band_max)
-    except ImageProblem as exc:
-        return exc
+def _decoded(records: list[Record], raw: RawDataset, max_pixels: int, min_side: int, workers: int):
+    """(record, Decoded | ImageProblem) in record order, at most 4 x workers decoded at once."""
+    def one(rec: Record):
+        try:
+            return decode(rec.files, max_pixels, min_side, raw.band_max)
+        except ImageProblem as exc:
+            return exc
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        window: deque = deque()
+        for rec in records:
+            window.append((rec, pool.submit(one, rec)))
+            if len(window) >= 4 * max(1, workers):
+                done, future = window.popleft()
+                yield done, future.result()
+        while window:
+            done, future = window.popleft()
+            yield done, future.result()
 
 
 def _stored(rec: Record, img: Decoded) -> tuple[str, bytes]:
+    """(extension, bytes) kept for an image."""
     if img.passthrough:
-        ext = ".jpg" if img.format == "JPEG" else ".png"
-        return f"images/{rec.image}{ext}", rec.files[0].read_bytes()
-    return f"images/{rec.image}.png", encode_png(img.rgb)
+        return ("jpg" if img.format == "JPEG" else "png"), rec.files[0].read_bytes()
+    return "png", encode_png(img.rgb)
 
 
-def _write_manifest(path: Path, rows: list[dict], raw: RawDataset, catalog: str | None) -> None:
-    table = pa.Table.from_pylist(rows, schema=pa.schema(MANIFEST_COLUMNS))
-    meta = {"sslmae.label_names": json.dumps(raw.label_names), "sslmae.task": raw.task,
-            "sslmae.layout": raw.layout, "sslmae.catalog": catalog or ""}
-    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
-    pq.write_table(table, path, compression="zstd")
+class _Tally:
+    """What the report needs, counted as rows go by: label counts, identical pixel content. Pixel
+    digests are kept as 16 raw bytes each with their record index (24 bytes per image, no Python
+    object per image): ingest's memory must not grow with N beyond that."""
+
+    def __init__(self, label_names: list[str], image_of: Callable[[int], str]):
+        self.counts = np.zeros(len(label_names), dtype=np.int64)
+        self.digests, self.records = bytearray(), array("q")
+        self.image_of, self.n = image_of, 0
+
+    def add(self, row: dict, record: int) -> None:
+        self.digests += bytes.fromhex(row["content_sha256"][:32])  # 128 bits: collisions out of reach
+        self.records.append(record)
+        self.n += 1
+        self.counts += np.asarray(row["labels"], dtype=np.int64)
+
+    def identical(self, problems: Problems) -> list[list[str]]:
+        """Groups of images with identical pixels (each in record order), in the order of their
+        first image."""
+        halves = np.frombuffer(bytes(self.digests), dtype=">u8").reshape(-1, 2)
+        records = np.frombuffer(self.records, dtype=np.int64)
+        order = np.lexsort((records, halves[:, 1], halves[:, 0]))  # by digest, then record
+        same_as_prev = np.all(halves[order[1:]] == halves[order[:-1]], axis=1)
+        groups, start = [], 0
+        for i in range(1, len(order) + 1):
+            if i == len(order) or not same_as_prev[i - 1]:
+                if i - start > 1:
+                    groups.append([int(r) for r in records[order[start:i]]])
+                start = i
+        same = [[self.image_of(r) for r in g] for g in sorted(groups)]
+        for g in same:
+            problems.warn(", ".join(g), "identical pixel content (kept; split keeps them on one side)", "identical")
+        return same
+
+    def never_positive(self, names: list[str], problems: Problems) -> None:
+        never = [n for n, c in zip(names, self.counts) if c == 0]
+        if never and problems.on_bad == "error":
+            raise DatasetError(f"label(s) never positive: {', '.join(never)} (use --on-bad skip to keep and list them)")
+        for n in never:
+            problems.warn(n, "label never positive in the ingested images", "never_positive")
 
 
-def _identical_groups(rows: list[dict], problems: Problems) -> list[list[str]]:
-    groups: dict[str, list[str]] = {}
-    for r in rows:
-        groups.setdefault(r["content_sha256"], []).append(r["image"])
-    same = [g for g in groups.values() if len(g) > 1]
-    for g in same:
-        problems.warn(", ".join(g), "identical pixel content (kept; split keeps them on one side)", "identical")
-    return same
+def _metadata(raw: RawDataset, catalog: str | None = None) -> dict[bytes, bytes]:
+    """The manifest's key-value metadata. The shard format writes it before the rows, so it has no
+    catalog (that needs the count: the report names it) and says its format."""
+    meta = {"sslmae.label_names": json.dumps(raw.label_names), "sslmae.task": raw.task, "sslmae.layout": raw.layout}
+    meta.update({"sslmae.catalog": catalog or ""} if catalog is not None else {"sslmae.format": "shards"})
+    return {k.encode(): v.encode() for k, v in meta.items()}
 
 
-def _never_positive(raw: RawDataset, rows: list[dict], problems: Problems) -> None:
-    counts = np.zeros(len(raw.label_names), dtype=np.int64)
-    for r in rows:
-        counts += np.asarray(r["labels"], dtype=np.int64)
-    never = [n for n, c in zip(raw.label_names, counts) if c == 0]
-    if never and problems.on_bad == "error":
-        raise DatasetError(f"label(s) never positive: {', '.join(never)} (use --on-bad skip to keep and list them)")
-    for n in never:
-        problems.warn(n, "label never positive in the ingested images", "never_positive")
+class _FolderWriter:
+    """images/<id>.<ext>, and the manifest in one table at the end (small data)."""
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.rows = tmp, []
+        (tmp / "images").mkdir()
+
+    def add(self, row: dict, ext: str, data: bytes, meta: bytes) -> None:
+        rel = f"images/{row['image']}.{ext}"
+        (self.tmp / rel).write_bytes(data)
+        self.rows.append({**row, "path": rel})
+
+    def finish(self, metadata: dict) -> None:
+        table = pa.Table.from_pylist(self.rows, schema=pa.schema(MANIFEST_COLUMNS))
+        pq.write_table(table.replace_schema_metadata(metadata), self.tmp / MANIFEST, compression="zstd")
+
+    def abort(self) -> None:
+        pass
+
+
+class _ShardWriter:
+    """Shards under `tmp`, the manifest row group by row group; with `remote`, each closed shard is
+    uploaded there and removed here (local disk: one shard), the manifest last."""
+
+    def __init__(self, tmp: Path, shard_bytes: int, remote: Store | None, metadata: dict):
+        self.tmp, self.remote, self.key = tmp, remote, 0
+        self.table = pq.ParquetWriter(tmp / f".{MANIFEST}.partial", pa.schema(SHARD_COLUMNS, metadata=metadata),
+                                      compression="zstd")
+        self.sink = ShardSink(tmp, shard_bytes, self._closed)
+
+    def _closed(self, shard: Path, rows: list[dict]) -> None:
+        self.table.write_table(pa.Table.from_pylist(rows, schema=self.table.schema))
+        if self.remote is not None:
+            self.remote.put(shard, rows[0]["path"])
+            shard.unlink()
+
+    def add(self, row: dict, ext: str, data: bytes, meta: bytes) -> None:
+        self.sink.add(row, self.key, ext, data, meta)
+        self.key += 1
+
+    def finish(self, metadata: dict) -> None:
+        self.sink.close_shard()
+        self.table.close()
+        (self.tmp / f".{MANIFEST}.partial").rename(self.tmp / MANIFEST)
+
+    def abort(self) -> None:
+        self.sink.abort()
+        self.table.close()
+
+
+def _claim_remote(out: str, remove: bool = True) -> Store:
+    """The s3:// prefix, if ingest may write there: empty, or an earlier ingest's output. With
+    `remove`, that output goes: its manifest first, so it is never taken for whole meanwhile."""
+    store = Store(out)
+    names = store.keys()
+    if names and MARKER not in names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise OutputError(f"{out}: refusing to write there: it holds files sslmae ingest did not write ({shown}); "
+                          "give a new or empty prefix")
+    if remove and names:
+        if MANIFEST in names:
+            store.delete(MANIFEST)
+        store.remove()
+    return store
 
 
 def ingest(
@@ -112,63 +228,106 @@ def ingest(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
     workers: int = 4,
+    format: str = "files",
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
     log=print,
 ) -> IngestResult:
     """Ingest SOURCE (folder, archive or s3://bucket/prefix) into OUT. See the module doc."""
     problems = Problems(on_bad)
     if layout != "auto" and layout not in LAYOUTS:
         raise DatasetError(f"--layout: must be auto or one of {sorted(LAYOUTS)}, got {layout!r}")
+    if format not in FORMATS:
+        raise DatasetError(f"--format: must be one of {list(FORMATS)}, got {format!r}")
+    remote = str(out).startswith("s3://")
+    if remote and format != "shards":
+        raise DatasetError(f"{out}: only the shard format is written to S3 (--format shards)")
     # before any work: out may be replaced only if an earlier ingest made it, and never holds the source
     took = Stopwatch()
-    claim_folder(out, "ingest", LEGACY)
-    if source_kind(source) != "s3":
-        check_apart(out, source, "ingest")
+    if not remote:
+        claim_folder(out, "ingest", LEGACY)
+        if source_kind(source) not in ("s3", "url"):
+            check_apart(out, source, "ingest")
+    else:
+        _claim_remote(str(out), remove=False)
     with work_dir("ingest") as work:
         root = materialize(source, Path(work), s3_endpoint)
         chosen = detect_layout(root) if layout == "auto" else layout
         if layout == "auto":
             log(f"layout: {chosen} (detected)")
-        fetch = object_fetcher(Path(work), s3_endpoint)
-        raw = LAYOUTS[chosen].read(root, problems, fetch=fetch)
+        raw = LAYOUTS[chosen].read(root, problems, fetch=object_fetcher(Path(work), s3_endpoint))
         if not raw.records and not problems.items:
             raise DatasetError(f"{source}: no images found")
-        with atomic_dir(out, "ingest", LEGACY) as tmp, ThreadPoolExecutor(max(1, workers)) as pool:
-            (tmp / "images").mkdir()
-            rows = []
-            decoded = pool.map(lambda r: _decode_one(r, raw, max_pixels, min_side), raw.records)
-            for rec, img in progress(zip(raw.records, decoded), "ingest: decoding", total=len(raw.records)):
-                where = ", ".join(str(f) for f in rec.files)
-                if isinstance(img, ImageProblem):
-                    problems.bad(where, str(img), img.kind)
-                    continue
-                for note in img.notes:
-                    problems.warn(rec.image, note, "converted")
-                rel, data = _stored(rec, img)
-                (tmp / rel).write_bytes(data)
-                rows.append({
-                    "image": rec.image, "path": rel, "sha256": hashlib.sha256(data).hexdigest(),
-                    "content_sha256": img.content_sha256, "width": img.width, "height": img.height,
-                    "bands": img.bands, "labels": rec.labels.tolist(),
-                    "label_names": [n for n, v in zip(raw.label_names, rec.labels) if v],
-                    "split": rec.split, "source": rec.source,
-                })
-            if not rows:
-                raise DatasetError(f"{source}: every image was rejected ({len(problems.items)} problems)")
-            _never_positive(raw, rows, problems)
-            identical = _identical_groups(rows, problems)
-            catalog = match_catalog(raw.label_names, len(rows))
-            _write_manifest(tmp / MANIFEST, rows, raw, catalog.name if catalog else None)
-            # no source path in the output: a copy of the same data ingests to the same bytes
-            report = {
-                "layout": chosen, "task": raw.task, "on_bad": on_bad,
-                "catalog": catalog.name if catalog else None, "n_images": len(rows),
-                "label_names": raw.label_names,
-                "label_counts": dict(zip(raw.label_names, np.sum([r["labels"] for r in rows], 0).tolist())),
-                "skipped": problems.items, "warnings": problems.warnings, "identical": identical,
-            }
-            (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        target = _claim_remote(str(out)) if remote else None
+        with (atomic_dir(out, "ingest", LEGACY) if not remote else _staging(Path(work))) as tmp:
+            report = _write(source, raw, tmp, problems, chosen, on_bad, format, shard_bytes, target,
+                            (max_pixels, min_side, workers))
+            if remote:
+                _publish_remote(tmp, target)
     for item in problems.items:
         log(f"skipped {item['where']}: {item['problem']}")
-    log(f"ingested {len(rows)} images, {len(raw.label_names)} labels ({chosen}) from {source} into {out} in {took}"
-        + (f"; skipped {len(problems.items)}, see {Path(out) / REPORT}" if problems.items else ""))
-    return IngestResult(Path(out), chosen, len(rows), raw.label_names, report)
+    n = report["n_images"]
+    log(f"ingested {n} images, {len(raw.label_names)} labels ({chosen}) from {source} into {out} in {took}"
+        + (f"; skipped {len(problems.items)}, see {out}/{REPORT}" if problems.items else ""))
+    return IngestResult(out if remote else Path(out), chosen, n, raw.label_names, report)
+
+
+def _staging(work: Path):
+    import contextlib
+
+    @contextlib.contextmanager
+    def folder():
+        path = work / "out"
+        path.mkdir()
+        yield path
+
+    return folder()
+
+
+def _write(source: str, raw: RawDataset, tmp: Path, problems: Problems, chosen: str, on_bad: str, fmt: str,
+           shard_bytes: int, remote: Store | None, decoding: tuple[int, int, int]) -> dict:
+    """Every image of `raw` into `tmp` in format `fmt`; the report, also written there."""
+    writer = _FolderWriter(tmp) if fmt == "files" else _ShardWriter(tmp, shard_bytes, remote, _metadata(raw))
+    records = raw.records
+    tally = _Tally(raw.label_names, records.images.__getitem__ if hasattr(records, "images")
+                   else lambda i: records[i].image)
+    try:
+        decoded = _decoded(raw.records, raw, *decoding)
+        for index, (rec, img) in enumerate(progress(decoded, "ingest: decoding", total=len(raw.records))):
+            if isinstance(img, ImageProblem):
+                problems.bad(", ".join(str(f) for f in rec.files), str(img), img.kind)
+                continue
+            for note in img.notes:
+                problems.warn(rec.image, note, "converted")
+            ext, data = _stored(rec, img)
+            positives = [n for n, v in zip(raw.label_names, rec.labels) if v]
+            row = {"image": rec.image, "sha256": hashlib.sha256(data).hexdigest(),
+                   "content_sha256": img.content_sha256, "width": img.width, "height": img.height,
+                   "bands": img.bands, "labels": rec.labels.tolist(), "label_names": positives,
+                   "split": rec.split, "source": rec.source}
+            writer.add(row, ext, data, member_json(rec.image, positives))
+            tally.add(row, index)
+        if not tally.n:
+            raise DatasetError(f"{source}: every image was rejected ({len(problems.items)} problems)")
+        tally.never_positive(raw.label_names, problems)
+        identical = tally.identical(problems)
+        catalog = match_catalog(raw.label_names, tally.n)
+        writer.finish(_metadata(raw, catalog.name if catalog else ""))
+    except BaseException:
+        writer.abort()
+        raise
+    # no source path in the output: a copy of the same data ingests to the same bytes
+    report = {"layout": chosen, "task": raw.task, "on_bad": on_bad, "format": fmt,
+              "catalog": catalog.name if catalog else None, "n_images": tally.n, "label_names": raw.label_names,
+              "label_counts": dict(zip(raw.label_names, tally.counts.tolist())),
+              "skipped": problems.items, "warnings": problems.warnings, "identical": identical}
+    if fmt == "files":
+        report.pop("format")  # the folder format's report stays byte for byte what it was
+    (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _publish_remote(tmp: Path, store: Store) -> None:
+    """The report and the marker, then the manifest: last, it marks the dataset whole."""
+    (tmp / MARKER).write_text(json.dumps({"command": "ingest"}) + "\n", encoding="utf-8")
+    for name in (REPORT, MARKER, MANIFEST):
+        store.put(tmp / name, name)

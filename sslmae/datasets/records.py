@@ -24,26 +24,73 @@ class Record:
     source: str = ""
 
 
+class RecordTable:
+    """Records kept column by column (ids, files, labels, sources), the memory of a few strings per
+    image rather than objects: a layout reader's output for a large dataset. Iterating it makes
+    each Record as it is needed."""
+
+    def __init__(self, root: str, n_labels: int):
+        self.root = root  # the source root: every file is given relative to it (its Record's source)
+        self.images: list[str] = []
+        self.files: list[str] = []  # one image file each
+        self.splits: list[str | None] = []
+        self._labels = bytearray()
+        self.n_labels = n_labels
+
+    def append(self, image: str, rel: str, labels: bytes, split: str | None = None) -> None:
+        self.images.append(image)
+        self.files.append(rel)
+        self.splits.append(split)
+        self._labels += labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __bool__(self) -> bool:
+        return bool(self.images)
+
+    def __iter__(self):
+        labels = np.frombuffer(bytes(self._labels), dtype=np.uint8).reshape(len(self), self.n_labels)
+        root = Path(self.root)
+        for i, image in enumerate(self.images):
+            yield Record(image=image, files=(root / self.files[i],), labels=labels[i], split=self.splits[i],
+                         source=self.files[i])
+
+
 @dataclass
 class RawDataset:
     layout: str
     task: str  # mlc | mcc
     label_names: list[str]
-    records: list[Record] = field(default_factory=list)
+    records: list[Record] | RecordTable = field(default_factory=list)
     # a fixed scaling for 16-bit band files (bigearthnet): DN in [0, band_max] -> [0, 255]
     band_max: float | None = None
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """Where each image of a shard dataset lies: `root` the dataset (a folder or s3:// URI),
+    `names` (S,) shard files relative to it, `shard` (N,) int index into names, `offset` and `size`
+    (N,) int64 bytes in that shard (sslmae.datasets.shards)."""
+
+    root: str
+    names: list[str]
+    shard: np.ndarray
+    offset: np.ndarray
+    size: np.ndarray
 
 
 @dataclass(frozen=True)
 class LabeledImages:
     """A dataset ready for training.
 
-    paths: (N,) image files;  ids: (N,) image ids;  labels: (N, C) uint8 0/1;
-    groups: (N,) ids shared by images with identical pixels, or None (not computed);
-    predefined: (N,) train/val/test from the source, or None.
+    paths: (N,) image files (empty for a shard dataset: see `shards`);  ids: (N,) image ids;
+    labels: (N, C) uint8 0/1;  groups: (N,) ids shared by images with identical pixels, or None
+    (not computed);  predefined: (N,) train/val/test from the source, or None;  shards: where the
+    images lie in a shard dataset, else None.
     """
 
-    root: Path
+    root: Path | str
     ids: list[str]
     paths: list[Path]
     label_names: list[str]
@@ -51,6 +98,7 @@ class LabeledImages:
     task: str = "mlc"
     groups: np.ndarray | None = None
     predefined: np.ndarray | None = None
+    shards: ShardIndex | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -9,7 +9,10 @@ A source is one of
                                         every object under it downloaded into a fresh folder;
   - an archive object on S3             `s3://bucket/datasets/ucm.zip`
                                         downloaded, then extracted like a local archive
-                                        (`sslmae.datasets.s3`).
+                                        (`sslmae.datasets.s3`);
+  - an archive behind an http(s) URL    `https://bucket.s3.amazonaws.com/ucm.zip?X-Amz-Signature=...`
+                                        (a presigned URL) downloaded, then extracted
+                                        (`sslmae.datasets.http`; the URL is shown masked).
 
 Whatever is written appears whole or not at all (`sslmae.datasets.staging`). Problems with
 the source (missing, corrupt, unsafe, unreachable, refused) raise `SourceError`, whose
@@ -21,7 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from sslmae.redact import redact
 from sslmae.datasets.archives import ARCHIVE_FORMATS, archive_suffix, extract_archive
+from sslmae.datasets.http import materialize_url
 from sslmae.datasets.problems import SourceError
 from sslmae.datasets.s3 import fetch_file_if_exists, materialize_s3, object_fetcher, publish_file
 
@@ -49,21 +54,29 @@ def _from_s3(source: str, workdir: Path, s3_endpoint: str | None) -> Path:
     return materialize_s3(source, workdir, s3_endpoint)
 
 
+def _from_url(source: str, workdir: Path, s3_endpoint: str | None) -> Path:
+    """An archive behind an http(s) URL, downloaded and extracted into a fresh folder of `workdir`."""
+    return materialize_url(source, workdir)
+
+
 HANDLERS: dict[str, Callable[[str, Path, str | None], Path]] = {
     "folder": _from_folder,
     "archive": _from_archive,
     "s3": _from_s3,
+    "url": _from_url,
 }
 
 
 def source_kind(source: str) -> str:
-    """"s3", "archive" or "folder"; SourceError for a URL scheme nobody handles."""
+    """"s3", "url", "archive" or "folder"; SourceError for a URL scheme nobody handles."""
     scheme = source.split("://", 1)[0].lower() if "://" in source else None
     if scheme == "s3":
         return "s3"
+    if scheme in ("http", "https"):
+        return "url"
     if scheme is not None:
-        raise SourceError(f"{source}: unsupported source (expected a folder, an archive "
-                          f"({', '.join(ARCHIVE_FORMATS)}) or s3://bucket/prefix)")
+        raise SourceError(f"{redact(source)}: unsupported source (expected a folder, an archive "
+                          f"({', '.join(ARCHIVE_FORMATS)}), s3://bucket/prefix or an http(s) URL of an archive)")
     return "archive" if archive_suffix(source) else "folder"
 
 

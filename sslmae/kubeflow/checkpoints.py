@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sslmae.kubeflow.store import Store
+from sslmae.datasets.store import Store
 from sslmae.train.checkpoints import BEST, CHECKPOINT_DIR, LAST
 
 FILES = (f"{BEST}.ckpt", f"{LAST}.ckpt")  # best first: a restored last.ckpt may point at it

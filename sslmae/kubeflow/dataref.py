@@ -1,12 +1,18 @@
 """The dataset between pipeline steps, by reference: ingest publishes the canonical dataset once
 to the run's store under its manifest digest (`<store>/datasets/<sha256 of manifest.parquet>/`),
-and the KFP artifact holds only `reference.json` (uri, digest, file count, bytes) and the
-ingest report. A step that reads images fetches the dataset into its scratch folder, checks the
-manifest against the digest and every image against the manifest's sha256, and uses it; the
-pod's scratch goes with the pod. Without a store the artifact is the dataset itself, as before.
+and the KFP artifact holds only `reference.json` (uri, digest, format, file count, bytes) and the
+ingest report. Without a store the artifact is the dataset itself, as before.
 
-The upload is idempotent: the manifest is written last, so its presence under the digest means
-a whole dataset, and a second run on the same data uploads nothing.
+- files format (`publish`): a step that reads images fetches the dataset into its scratch folder,
+  checks the manifest against the digest and every image against the manifest's sha256, and
+  uses it; the pod's scratch goes with the pod.
+- shard format (`adopt`): ingest writes the shards straight into the store (under an incoming
+  prefix, moved under the digest at the end); no step fetches the dataset: `resolve` gives its
+  URI, and trials, evaluation and the promotion gate stream it (sslmae.loading.shard_reader),
+  with scratch holding only their bounded cache.
+
+Publishing is idempotent: the manifest is written last, so its presence under the digest means
+a whole dataset, and a second run on the same data keeps the copy already there.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import pyarrow.parquet as pq
 
 from sslmae.atomic import write_json
 from sslmae.datasets.problems import DatasetError
-from sslmae.kubeflow.store import Store
+from sslmae.datasets.store import Store
 from sslmae.tracking.lineage import dataset_digest, file_sha256
 
 REFERENCE = "reference.json"
@@ -59,6 +65,28 @@ def publish(dataset_dir: str | Path, store: Store, log=print, workers: int = 8) 
     return {"uri": remote.uri, "digest": digest, "images": len(files), "bytes": size}
 
 
+def adopt(incoming: Store, store: Store, log=print) -> dict:
+    """A shard dataset ingested into `incoming` (a folder of `store`) moved under its digest in
+    `store` (server-side copies on S3; the manifest last), then `incoming` removed; kept as it is
+    when that digest is already there. The reference to it."""
+    with tempfile.TemporaryDirectory(prefix="sslmae-adopt-") as tmp:
+        if not incoming.get(MANIFEST, Path(tmp) / MANIFEST):
+            raise DatasetError(f"{incoming.uri}: no {MANIFEST}: the ingest did not finish")
+        digest = file_sha256(Path(tmp) / MANIFEST)
+        images = pq.read_metadata(Path(tmp) / MANIFEST).num_rows
+    remote = store.child("datasets", digest)
+    names = incoming.keys()
+    size = sum(incoming.size(n) for n in names)
+    if remote.exists(MANIFEST):
+        log(f"dataset {digest[:12]} already in {remote.uri}: the new copy removed")
+    else:
+        for name in sorted(names, key=lambda n: n == MANIFEST):  # the manifest last: it marks the copy whole
+            incoming.copy_to(name, remote, name)
+        log(f"dataset {digest[:12]} published to {remote.uri}: {images} images in shards, {size / 1e6:.1f} MB")
+    incoming.remove()
+    return {"uri": remote.uri, "digest": digest, "format": "shards", "images": images, "bytes": size}
+
+
 def write_reference(artifact_dir: str | Path, ref: dict, dataset_dir: str | Path | None = None) -> None:
     """The step's dataset artifact: reference.json (and the ingest report, for people)."""
     artifact_dir = Path(artifact_dir)
@@ -73,12 +101,15 @@ def read_reference(artifact_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def resolve(artifact_dir: str | Path, scratch: str | Path, log=print, workers: int = 8) -> Path:
-    """The local dataset folder behind a dataset artifact: the artifact itself, or (a reference)
-    the dataset fetched into `scratch/datasets/<digest>` and checked; fetched once per pod."""
+def resolve(artifact_dir: str | Path, scratch: str | Path, log=print, workers: int = 8) -> Path | str:
+    """The dataset behind a dataset artifact: the artifact itself; a referenced shard dataset's
+    URI, streamed where it is; or a referenced folder dataset fetched into
+    `scratch/datasets/<digest>` and checked (once per pod)."""
     ref = read_reference(artifact_dir)
     if ref is None:
         return Path(artifact_dir)
+    if ref.get("format") == "shards":
+        return ref["uri"]
     return fetch(ref, Path(scratch) / "datasets" / ref["digest"], log, workers)
 
 

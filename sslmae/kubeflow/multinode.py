@@ -45,12 +45,15 @@ def run_dir(run_id: str) -> str:
 
 
 def stage_dataset(dataset_artifact: str | Path, mount: Path, run_id: str, log=print) -> str:
-    """The run's dataset on the claim (fetched or copied once per run); its path under `mount`."""
+    """The run's dataset on the claim (fetched or copied once per run), its path under `mount`; a
+    referenced shard dataset is not copied: every pod streams it, and this is its URI."""
+    ref = dataref.read_reference(dataset_artifact)
+    if ref is not None and ref.get("format") == "shards":
+        return ref["uri"]
     rel = f"{run_dir(run_id)}/dataset"
     dest = mount / rel
     if (dest / dataref.COMPLETE).is_file():
         return rel
-    ref = dataref.read_reference(dataset_artifact)
     if ref is not None:
         dataref.fetch(ref, dest, log)
         return rel

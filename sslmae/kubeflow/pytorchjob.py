@@ -33,7 +33,7 @@ class JobSpec:
     gpus: int  # per pod
     pvc: str  # claim shared by the launcher and every pod
     run_dir: str  # under mount: this trial's params.yaml, split.csv, out/
-    dataset_dir: str = ""  # under mount: the run's dataset (default: run_dir/dataset)
+    dataset_dir: str = ""  # under mount: the run's dataset (default: run_dir/dataset); or an s3:// shard dataset
     trial: str = ""
     cpu: str = "8"
     memory: str = "64G"
@@ -41,6 +41,7 @@ class JobSpec:
     ephemeral: str = "20Gi"  # ephemeral-storage request and limit per pod (logs, /tmp, caches)
     gpu_resource: str = "nvidia.com/gpu"
     mlflow_secret: str = "sslmae-mlflow"
+    s3_secret: str = "sslmae-s3"  # a streamed dataset's store (AWS_* keys)
     mount: str = MOUNT  # where the claim is mounted in every pod
     owner: dict | None = None  # ownerReference to the launcher pod
     gang: bool = True  # all pods or none (runPolicy.schedulingPolicy.minAvailable = nodes)
@@ -54,6 +55,8 @@ class JobSpec:
 
     @property
     def data(self) -> str:
+        if self.dataset_dir.startswith("s3://"):  # streamed from the store by every pod: no copy on the claim
+            return self.dataset_dir
         return f"{self.mount}/{self.dataset_dir or self.run_dir + '/dataset'}"
 
 
@@ -112,7 +115,8 @@ def _replica(spec: JobSpec, replicas: int) -> dict:
             "image": spec.image,
             "command": ["bash", "-c", entrypoint(spec)],
             "resources": resources(spec),
-            "envFrom": [{"secretRef": {"name": spec.mlflow_secret, "optional": True}}],
+            "envFrom": [{"secretRef": {"name": spec.mlflow_secret, "optional": True}},
+                        {"secretRef": {"name": spec.s3_secret, "optional": True}}],
             "volumeMounts": mounts,
         }],
         "volumes": vols,

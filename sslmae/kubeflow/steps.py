@@ -3,15 +3,17 @@ dict (the shape of params.yaml), points the paths at the step's artifacts (`upda
 overrides' route), and calls one library function. The components stay a few lines each; everything here is testable
 without Kubeflow.
 
-With a store (`store`: s3://bucket/prefix or a mounted folder, sslmae.kubeflow.store) the
+With a store (`store`: s3://bucket/prefix or a mounted folder, sslmae.datasets.store) the
 dataset travels by reference (sslmae.kubeflow.dataref) and trial checkpoints outlive their pod
 (sslmae.kubeflow.checkpoints); without one the dataset artifact is the dataset itself."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 from sslmae.atomic import write_json
@@ -23,7 +25,8 @@ from sslmae.grid import select, trial_config, trial_names
 from sslmae.kubeflow import dataref
 from sslmae.kubeflow.checkpoints import TrialCheckpoints, run_area
 from sslmae.kubeflow.multinode import multinode_trial, remove_run
-from sslmae.kubeflow.store import Store, check_store
+from sslmae.datasets.store import Store, check_store
+from sslmae.redact import redacted_output
 from sslmae.release import promote, register
 from sslmae.report.build import build_report
 from sslmae.split import split_dataset
@@ -32,6 +35,18 @@ from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
 from sslmae.train.run import train
 
 TRIAL_FILE = "trial.json"
+
+
+def masked_output(step):
+    """A step whose printed lines (and its libraries') show credentials in URIs masked, as the
+    CLI's do: a pod's log is read by whoever can read the namespace."""
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        with redacted_output():
+            return step(*args, **kwargs)
+
+    return run
 SCRATCH = "/scratch"  # the pod's scratch volume (an emptyDir with a size limit, pipelines/training.py)
 
 
@@ -43,7 +58,8 @@ def scratch_dir() -> Path:
 
 
 def local_dataset(artifact: str) -> str:
-    """The local dataset behind a dataset artifact (fetched when it is a reference)."""
+    """The dataset behind a dataset artifact: a local folder (fetched when it is a reference), or
+    a shard dataset's URI in the store (streamed, never fetched whole)."""
     return str(dataref.resolve(artifact, scratch_dir()))
 
 
@@ -67,26 +83,36 @@ def pick_source(source: str, cfg: Config) -> str:
         return source
     fallback = cfg.data.source
     in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    if source_kind(fallback) != "s3" and (in_pod or not Path(fallback).exists()):
+    if source_kind(fallback) not in ("s3", "url") and (in_pod or not Path(fallback).exists()):
         raise ValueError(f"no dataset source: the pipeline parameter `source` is empty and data.source "
                          f"({fallback}) is not there{' in this pod' if in_pod else ''}; "
                          "run with source=s3://bucket/prefix (or a path mounted in the pod)")
     return fallback
 
 
+@masked_output
 def ingest_step(params: dict, source: str, out_dir: str, store: str = "") -> dict:
     """The canonical dataset into out_dir; with a store, published there by digest and out_dir
-    holds only the reference."""
+    holds only the reference. The shard format (data.format) goes straight into the store, shard by
+    shard: the pod's scratch never holds the dataset."""
     cfg = config_for(params)
     src, store = pick_source(source, cfg), check_store(store)
-    opts = {"layout": cfg.data.layout, "on_bad": cfg.data.on_bad}
+    opts = {"layout": cfg.data.layout, "on_bad": cfg.data.on_bad, "format": cfg.data.format,
+            "shard_bytes": cfg.data.shard_bytes}
     if not store:
         res = ingest(src, out_dir, **opts)
         return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names)}
-    with tempfile.TemporaryDirectory(dir=_made(scratch_dir())) as tmp:
-        res = ingest(src, Path(tmp) / "dataset", **opts)
-        ref = dataref.publish(res.out, Store(store))
-        dataref.write_reference(out_dir, ref, res.out)
+    if cfg.data.format == "shards":
+        incoming = Store(store).child("datasets", "incoming", uuid.uuid4().hex)
+        res = ingest(src, incoming.uri, **opts)
+        ref = dataref.adopt(incoming, Store(store))
+        dataref.write_reference(out_dir, ref)
+        write_json(Path(out_dir) / dataref.REPORT, res.report)
+    else:
+        with tempfile.TemporaryDirectory(dir=_made(scratch_dir())) as tmp:
+            res = ingest(src, Path(tmp) / "dataset", **opts)
+            ref = dataref.publish(res.out, Store(store))
+            dataref.write_reference(out_dir, ref, res.out)
     return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names), "digest": ref["digest"],
             "dataset_uri": ref["uri"], "bytes": ref["bytes"]}
 
@@ -96,6 +122,7 @@ def _made(folder: Path) -> Path:
     return folder
 
 
+@masked_output
 def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str = "") -> dict:
     """The split; with `frozen_split` (a path or s3:// URI) images split by an earlier run keep
     their side, and the new split is written back there for the next run (a test set frozen
@@ -112,6 +139,7 @@ def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str 
     return {**table["subset"].value_counts().to_dict(), "kept_from_earlier": keep is not None}
 
 
+@masked_output
 def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str, store: str = "",
                run_id: str = "") -> dict:
     """One grid trial trained into out_dir. It resumes there if the container restarted; with a
@@ -132,6 +160,7 @@ def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_
     return result.val_metrics or {}
 
 
+@masked_output
 def select_step(params: dict, trial_dirs: list[str], out_dir: str, store: str = "", run_id: str = "",
                 claim: str = "") -> dict:
     """The best trial; then, every trial being done, the run's checkpoints in the store and its
@@ -146,11 +175,13 @@ def select_step(params: dict, trial_dirs: list[str], out_dir: str, store: str = 
     return chosen
 
 
+@masked_output
 def evaluate_step(params: dict, model_file: str, dataset_dir: str, split_file: str, out_dir: str) -> dict:
     cfg = config_for(params, {"data.dir": local_dataset(dataset_dir), "data.split_file": split_file})
     return evaluate_as_configured(cfg, model_file, out_dir)
 
 
+@masked_output
 def register_promote_step(params: dict, model_file: str, metrics_file: str, dataset_dir: str, split_file: str,
                           out_dir: str) -> dict:
     """Register the selected model as challenger, then the promotion gate."""
@@ -165,6 +196,7 @@ def register_promote_step(params: dict, model_file: str, metrics_file: str, data
     return {**decision, "registered_version": info["version"]}
 
 
+@masked_output
 def report_step(select_dir: str, eval_dir: str, out_file: str, params: dict | None = None) -> str:
     """The HTML report, also logged to the grid's MLflow parent run when params track."""
     page = build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir)
@@ -173,6 +205,7 @@ def report_step(select_dir: str, eval_dir: str, out_file: str, params: dict | No
     return str(page)
 
 
+@masked_output
 def multinode_trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_dir: str,
                          job: dict, run_id: str = "", apis=None, poll_s: float = 15.0) -> dict:
     """One grid trial as a PyTorchJob (job['trainer'] v1) or TrainJob (v2) over the shared claim

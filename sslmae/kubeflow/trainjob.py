@@ -18,6 +18,7 @@ GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 NODE = "node"  # the replicated job and container of the torch runtimes
 PATCH_MANAGER = "sslmae.org/launcher"
 MLFLOW_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
 
 
 def render(spec: JobSpec) -> dict:
@@ -29,9 +30,9 @@ def render(spec: JobSpec) -> dict:
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     pod = {"metadata": {"annotations": dict(ISTIO), "labels": labels(spec)}, "spec": pod_spec}
-    # runtime patches cannot add envFrom: each MLflow key comes from the secret, optionally
-    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": spec.mlflow_secret, "key": key, "optional": True}}}
-           for key in MLFLOW_KEYS]
+    # runtime patches cannot add envFrom: each MLflow and S3 key comes from its secret, optionally
+    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+           for secret, keys in ((spec.mlflow_secret, MLFLOW_KEYS), (spec.s3_secret, S3_KEYS)) for key in keys]
     return {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainJob", "metadata": metadata(spec),
         "spec": {

@@ -1,5 +1,5 @@
-"""Torch dataset over an image table: fixed-size uint8 images, decoded per item or read
-from a decoded-image cache (`sslmae.loading.cache`).
+"""Torch datasets over an image table: fixed-size uint8 images, decoded per item from files or
+from a shard dataset's bytes, or read from a decoded-image cache (`sslmae.loading.cache`).
 
 Workers only decode and resize (or, with the cache, copy one row); augmentation and
 normalisation happen per batch on the training device (`sslmae.augment`), which keeps
@@ -8,6 +8,7 @@ the CPU loaders cheap.
 
 from __future__ import annotations
 
+import io
 import mmap
 import warnings
 from collections.abc import Sequence
@@ -19,12 +20,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 
-def decode_rgb(path: Path, size: int) -> np.ndarray:
-    """Decode `path` to (size, size, 3) uint8 RGB, channels last (bilinear resize when needed).
+def decode_rgb(source: Path | bytes, size: int) -> np.ndarray:
+    """Decode a file or its bytes to (size, size, 3) uint8 RGB, channels last (bilinear resize
+    when needed).
 
-    The one decoding rule: `load_image` and the cache builder both call it, so a cached
-    row holds exactly the pixels `load_image` returns."""
-    with Image.open(path) as im:
+    The one decoding rule: `load_image`, the cache builder and the shard datasets all call it, so
+    a cached row or a shard's image holds exactly the pixels `load_image` returns for the file."""
+    with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
         im = im.convert("RGB")
         if im.size != (size, size):
             im = im.resize((size, size), Image.BILINEAR)
@@ -129,3 +131,28 @@ class ImageTableDataset(Dataset):
                                  f"(shape {arr.shape}, expected {shape})")
             state["cache"] = arr
         self.__dict__.update(state)
+
+
+class ShardImageDataset(Dataset):
+    """Item i: (image (3, S, S) uint8, target (C,) float32, labeled () bool) of manifest row
+    `rows[i]` of a shard dataset, its bytes from `pack` when it holds the row, else from its shard
+    through `reader` (sslmae.loading.shard_reader), decoded by `decode_rgb`.
+
+    `labeled[i]` False: the target is zeros, as in ImageTableDataset."""
+
+    def __init__(self, reader, rows: np.ndarray, labels: np.ndarray, labeled: np.ndarray, img_size: int, pack=None):
+        if not (len(rows) == len(labels) == len(labeled)):
+            raise ValueError("rows, labels and labeled must have the same length")
+        self.reader, self.pack, self.img_size = reader, pack, img_size
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labeled = np.asarray(labeled, dtype=bool)
+        self.targets = torch.as_tensor(np.asarray(labels, dtype=np.float32) * self.labeled[:, None])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = int(self.rows[i])
+        data = self.pack.image(row) if self.pack is not None and row in self.pack else self.reader.image(row)
+        img = torch.from_numpy(decode_rgb(data, self.img_size)).permute(2, 0, 1).contiguous()
+        return img, self.targets[i], torch.tensor(bool(self.labeled[i]))

@@ -1,9 +1,17 @@
-"""Batch samplers: semi-supervised pairing and plain labeled batches, shardable over ranks.
+"""Batch samplers: semi-supervised pairing and plain labeled batches, shardable over ranks,
+resumable mid-epoch.
 
 Semi-supervised (the paper's scheme): an epoch walks the unlabeled pool once; each batch
 pairs B unlabeled images with B labeled ones drawn with replacement. Indices refer to one
 dataset holding both pools. With `world_size > 1` each rank takes a disjoint shard of the
 epoch's batches, so every unlabeled image is seen once per epoch across ranks.
+
+Two orders (`order`): `shuffle` permutes the pool (files on disk), `shards` shuffles the shards
+and the images within each one, then takes them shard by shard (`shard_grouped`), and gives each
+rank one contiguous run of batches: a stream reads each shard once per epoch, on one rank.
+`resume_at(epoch, batches)` makes the next iteration of that epoch start after `batches` of this
+rank's batches (a mid-epoch checkpoint); the order of an epoch is a function of the seed and the
+epoch alone, so a resumed epoch continues with exactly the batches it would have given.
 """
 
 from __future__ import annotations
@@ -14,20 +22,56 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
+def shard_grouped(pool: np.ndarray, shard_of: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positions into `pool` (N,) reordered: its shards (`shard_of` (N,) ints) in a random order,
+    each shard's items shuffled and kept together."""
+    shards = rng.permutation(np.unique(shard_of))
+    rank = np.empty(shards.max() + 1 if len(shards) else 0, dtype=np.int64)
+    rank[shards] = np.arange(len(shards))
+    jitter = rng.random(len(pool))
+    return np.lexsort((jitter, rank[shard_of]))
+
+
+ORDERS = ("shuffle", "shards")
+
+
 class _EpochSampler(Sampler):
-    def __init__(self, seed: int, rank: int, world_size: int):
+    def __init__(self, seed: int, rank: int, world_size: int, order: str = "shuffle",
+                 shard_of: np.ndarray | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world of size {world_size}")
+        if order not in ORDERS or (order == "shards") != (shard_of is not None):
+            raise ValueError(f"order: {ORDERS}, with shard_of exactly for 'shards'; got {order!r}")
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        self.order, self.shard_of = order, shard_of
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self._resume is not None and self._resume[0] != epoch:
+            self._resume = None
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """Iterating epoch `epoch` starts after this rank's first `batches` batches."""
+        self.epoch, self._resume = epoch, (epoch, batches)
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch])
 
+    def _permutation(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Positions into `pool`, in this epoch's order."""
+        if self.order == "shuffle":
+            return rng.permutation(len(pool))
+        return shard_grouped(pool, self.shard_of[pool], rng)
+
     def _shard(self, batches: list[list[int]]) -> list[list[int]]:
-        return batches[self.rank :: self.world_size]
+        if self.order == "shards":  # one contiguous run per rank: its own shards
+            per = len(batches) // self.world_size
+            mine = batches[self.rank * per:(self.rank + 1) * per]
+        else:
+            mine = batches[self.rank :: self.world_size]
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        return mine[skip:]
 
 
 def _batch_count(n: int, batch_size: int, world_size: int, drop_last: bool) -> int:
@@ -47,8 +91,8 @@ class PairedBatchSampler(_EpochSampler):
 
     def __init__(self, unlabeled: np.ndarray, labeled: np.ndarray, batch_size: int,
                  seed: int = 0, rank: int = 0, world_size: int = 1, pairing: str = "redraw",
-                 drop_last: bool = False):
-        super().__init__(seed, rank, world_size)
+                 drop_last: bool = False, order: str = "shuffle", shard_of: np.ndarray | None = None):
+        super().__init__(seed, rank, world_size, order, shard_of)
         if len(unlabeled) == 0 or len(labeled) == 0:
             raise ValueError("semi-supervised batches need both labeled and unlabeled images")
         if pairing not in ("redraw", "fixed"):
@@ -59,7 +103,7 @@ class PairedBatchSampler(_EpochSampler):
 
     def _batches(self) -> list[list[int]]:
         rng = self._rng()
-        perm = rng.permutation(len(self.unlabeled))
+        perm = self._permutation(self.unlabeled, rng)
         order, partners = self.unlabeled[perm], self.partner[perm]
         out = []
         for b in range(_batch_count(len(order), self.batch_size, self.world_size, self.drop_last)):
@@ -82,14 +126,14 @@ class LabeledBatchSampler(_EpochSampler):
     """Shuffled batches of the labeled pool, each image once per epoch."""
 
     def __init__(self, labeled: np.ndarray, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False):
-        super().__init__(seed, rank, world_size)
+                 drop_last: bool = False, order: str = "shuffle", shard_of: np.ndarray | None = None):
+        super().__init__(seed, rank, world_size, order, shard_of)
         if len(labeled) == 0:
             raise ValueError("no labeled images to train on")
         self.labeled, self.batch_size, self.drop_last = np.asarray(labeled), batch_size, drop_last
 
     def _batches(self) -> list[list[int]]:
-        order = self._rng().permutation(self.labeled)
+        order = self.labeled[self._permutation(self.labeled, self._rng())]
         n = _batch_count(len(order), self.batch_size, self.world_size, self.drop_last)
         batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(n)]
         return [[int(i) for i in (b if len(b) else order[: self.batch_size])] for b in batches]

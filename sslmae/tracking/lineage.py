@@ -9,10 +9,13 @@ import hashlib
 import json
 import os
 import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
 from sslmae.atomic import write_json
+from sslmae.redact import redact
+from sslmae.datasets.store import Store
 
 RUN_FILE = "mlflow_run.json"  # written beside a run's outputs: which MLflow run holds them
 COMMIT_TAG = "mlflow.source.git.commit"
@@ -64,8 +67,13 @@ def file_sha256(path: str | Path) -> str:
 
 
 def dataset_digest(data_dir: str | Path) -> str | None:
-    """sha256 of the dataset's table: the manifest of an ingested folder (ingest writes it
-    deterministically), else a labels-csv folder's labels.csv; None if it has neither."""
+    """sha256 of the dataset's table: the manifest of an ingested dataset (ingest writes it
+    deterministically; an s3:// one is fetched to hash it), else a labels-csv folder's labels.csv;
+    None if it has neither."""
+    if str(data_dir).startswith("s3://"):
+        with tempfile.TemporaryDirectory(prefix="sslmae-digest-") as tmp:
+            local = Path(tmp) / "manifest.parquet"
+            return file_sha256(local) if Store(str(data_dir)).get("manifest.parquet", local) else None
     for table in ("manifest.parquet", "labels.csv"):
         if (Path(data_dir) / table).is_file():
             return file_sha256(Path(data_dir) / table)
@@ -82,11 +90,12 @@ def log_dataset(client, run_id: str, data_dir: str | Path, context: str) -> None
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    folder = Path(data_dir).resolve()
+    remote = str(data_dir).startswith("s3://")
+    folder = redact(str(data_dir).rstrip("/")) if remote else Path(data_dir).resolve()
     with warnings.catch_warnings():  # MLflow registers its local-file source twice ('' and 'file'): the same class
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         source = resolve_dataset_source(str(folder))
-    dataset = MetaDataset(source, name=folder.name, digest=digest[:DIGEST_CHARS])
+    dataset = MetaDataset(source, name=str(folder).rsplit("/", 1)[-1], digest=digest[:DIGEST_CHARS])
     tag = mlflow.entities.InputTag(key="mlflow.data.context", value=context)
     inputs = [mlflow.entities.DatasetInput(dataset._to_mlflow_entity(), tags=[tag])]
     try:

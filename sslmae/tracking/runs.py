@@ -9,6 +9,7 @@ Kubeflow ParallelFor) and still nest.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -17,6 +18,7 @@ import platform
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +30,7 @@ import torch
 import sslmae
 from sslmae.config import flatten
 from sslmae.config.schema import TrackingConfig
+from sslmae.redact import redact
 from sslmae.tracking.lineage import lineage_tags, run_label
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -64,7 +67,7 @@ def check_reachable(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
+        with urllib.request.urlopen(_health_request(uri), timeout=timeout_s) as reply:
             if reply.status < 500:
                 return
             reason = f"HTTP {reply.status}"
@@ -74,8 +77,20 @@ def check_reachable(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         reason = f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         reason = str(getattr(exc, "reason", exc))
-    raise TrackingError(f"MLflow tracking server {uri} does not answer ({reason}); start it, set "
+    raise TrackingError(f"MLflow tracking server {redact(uri)} does not answer ({reason}); start it, set "
                         "tracking.uri or MLFLOW_TRACKING_URI to one that does, or tracking.enabled=false")
+
+
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET <uri>/health; user info in the URI (basic auth, as MLflow's client sends it) becomes
+    an Authorization header, which urllib does not derive from the URL itself."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=parts.path + "/health")))
+    if parts.username is not None:
+        token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+    return request
 
 
 def check_tracking(tracking: TrackingConfig) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from sslmae.outputs import remove_stale, temp_prefix
 from sslmae.train.model_file import CheckpointError, read_weights_only
@@ -55,24 +55,45 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint of the resumable state every N epochs, and also after the final epoch
-    (which N need not divide), be it the last planned or the one early stopping ends on:
-    a finished run always leaves its final state."""
+    """ModelCheckpoint of the resumable state every N epochs, or every N training steps (then also
+    at every epoch's end), and after the final epoch (which N need not divide), be it the last
+    planned or the one early stopping ends on: a finished run always leaves its final state."""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         epoch = trainer.current_epoch + 1
         final = epoch == trainer.max_epochs or trainer.should_stop
-        if final and epoch % (self._every_n_epochs or 1):
+        if self._every_n_train_steps or (final and epoch % (self._every_n_epochs or 1)):
             trainer.save_checkpoint(Path(self.dirpath) / f"{LAST}.ckpt", weights_only=False)
 
 
-def checkpoint_callbacks(out_dir: str | Path, every_n_epochs: int, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+class LoaderPosition(Callback):
+    """Keeps the training loader (`sslmae.loading.loaders.ResumableLoader`) in step with the loop:
+    its sampler's epoch at each epoch's start (Lightning sets the epoch of a loader's sampler, not of
+    its batch sampler, where sslmae's order lives), and how many batches of the epoch the loop has
+    finished, which a checkpoint records (Lightning runs the checkpoint callbacks after this one)."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        loader = getattr(trainer.datamodule, "train_loader", None)
+        if loader is not None:
+            loader.batch_sampler.set_epoch(trainer.current_epoch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loader = getattr(trainer.datamodule, "train_loader", None)
+        if loader is not None:
+            loader.consumed = batch_idx + 1
+
+
+def checkpoint_callbacks(out_dir: str | Path, every_n_epochs: int, monitor: str,
+                         every_n_steps: int = 0) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     """(last, best): the resumable state every `every_n_epochs` epochs (saved at the end of the
-    training epoch, after its validation), and the weights of the best epoch by `monitor`."""
+    training epoch, after its validation) or, when `every_n_steps`, every that many training steps
+    (a mid-epoch checkpoint: the loader's position is in it) and at every epoch's end; and the
+    weights of the best epoch by `monitor`."""
     folder = Path(out_dir) / CHECKPOINT_DIR
-    last = LastCheckpoint(dirpath=folder, filename=LAST, monitor=None, save_top_k=1, every_n_epochs=every_n_epochs,
-                           save_on_train_epoch_end=True, enable_version_counter=False)
+    every = {"every_n_train_steps": every_n_steps} if every_n_steps else {"every_n_epochs": every_n_epochs}
+    last = LastCheckpoint(dirpath=folder, filename=LAST, monitor=None, save_top_k=1, save_on_train_epoch_end=True,
+                          enable_version_counter=False, **every)
     best = ModelCheckpoint(dirpath=folder, filename=BEST, monitor=monitor, mode="max", save_top_k=1,
                            save_weights_only=True, save_on_train_epoch_end=False, enable_version_counter=False,
                            auto_insert_metric_name=False)

@@ -1,12 +1,19 @@
-"""Lightning DataModule over a dataset folder and its split file, built from the config's `data`
-section and the few training values batches depend on.
+"""Lightning DataModule over a dataset and its split file, built from the config's `data` section
+and the few training values batches depend on.
 
 Training batches follow the mode: semi-supervised pairs B unlabeled with B labeled images
 (drawn with replacement); the supervised modes use labeled images only.
 
-With `data.cache` (the default) the images are decoded once into a uint8 cache
-(`sslmae.loading.cache`) that every loader of every epoch reads; the pixels are the same
-as decoding each time, so training results are too.
+Two ways to read (`data.loading`, auto by default):
+- files (a folder dataset): any image in any order. With `data.cache` (the default) the images
+  are decoded once into a uint8 cache (`sslmae.loading.cache`) that every loader of every epoch
+  reads; the pixels are the same as decoding each time, so training results are too.
+- stream (a shard dataset, local or s3://): each epoch takes the shards in a random order and the
+  images of each shard together, every rank its own run of shards (`sslmae.loading.sampling`);
+  workers decode. A remote dataset's shards pass through a local cache of at most
+  `data.stream_cache_bytes`; the labeled pool and the validation subset, read out of order, are
+  fetched once into a local pack (sslmae.loading.shard_reader).
+The training loader is resumable mid-epoch (`ResumableLoader`).
 """
 
 from __future__ import annotations
@@ -17,11 +24,23 @@ from torch.utils.data import DataLoader
 
 from sslmae.config.schema import DataConfig
 from sslmae.datasets.load import load_dataset
+from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.records import LabeledImages
-from sslmae.loading.images import ImageTableDataset
-from sslmae.loading.loaders import check_task, eval_loader, image_cache, loader_options, subset_dataset
+from sslmae.loading.images import ImageTableDataset, ShardImageDataset
+from sslmae.loading.loaders import (ResumableLoader, check_task, eval_loader, image_cache, loader_options,
+                                    shard_reader, subset_dataset)
 from sslmae.loading.sampling import LabeledBatchSampler, PairedBatchSampler
 from sslmae.split import read_split
+
+
+def streams(section: DataConfig, data: LabeledImages) -> bool:
+    """Does `data` load as a stream? data.loading, checked against the dataset's format."""
+    if section.loading == "stream" and data.shards is None:
+        raise DatasetError(f"{data.root}: data.loading=stream needs a shard dataset (sslmae ingest --format shards)")
+    if section.loading == "files" and data.shards is not None and str(data.root).startswith("s3://"):
+        raise DatasetError(f"{data.root}: data.loading=files reads images in any order, which a remote dataset "
+                           "cannot serve; use data.loading=stream (or auto)")
+    return section.loading == "stream" or (section.loading == "auto" and data.shards is not None)
 
 
 class SSLDataModule(L.LightningDataModule):
@@ -36,13 +55,26 @@ class SSLDataModule(L.LightningDataModule):
         self.eval_batch_size, self.rank, self.world_size = eval_batch_size, rank, world_size
         self.data: LabeledImages | None = None
         self.subsets: np.ndarray | None = None
+        self.stream = False
+        self.reader = None
+        self.train_loader: ResumableLoader | None = None
+        self._resume_at: dict | None = None  # the training loader's position from a checkpoint
         self._cache: np.ndarray | None = None
+
+    # the training loader's position travels in checkpoints (Lightning saves a data module's state)
+    def state_dict(self) -> dict:
+        return {"train_loader": self.train_loader.position()} if self.train_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = state.get("train_loader")
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
         self.data = check_task(load_dataset(self.section.dir), self.section.task)
         self.subsets = read_split(self.section.split_file, self.data.ids)
+        self.stream = streams(self.section, self.data)
+        self.reader = shard_reader(self.data, self.section.cache_dir, self.section.stream_cache_bytes)
 
     @property
     def label_names(self) -> list[str]:
@@ -54,10 +86,11 @@ class SSLDataModule(L.LightningDataModule):
         return image_cache(self.data, d.img_size, d.cache_dir if d.cache else None)
 
     def image_cache(self) -> np.ndarray | None:
-        """The decoded-image cache (None when data.cache is off), opened once. Under DDP the
-        first rank of each node builds it while the others wait, then all map the same file."""
+        """The decoded-image cache of a folder dataset (None when data.cache is off, and for a shard
+        dataset), opened once. Under DDP the first rank of each node builds it while the others
+        wait, then all map the same file."""
         self.setup()
-        if not self.section.cache:
+        if not self.section.cache or self.data.shards is not None:
             return None
         if self._cache is None:
             trainer = self.trainer
@@ -68,26 +101,45 @@ class SSLDataModule(L.LightningDataModule):
             self._cache = self._open_cache()
         return self._cache
 
+    def _pack(self, names: tuple[str, ...]):
+        """The rows of these subsets fetched into one local file (a remote dataset), else None."""
+        if self.reader is None or not self.reader.remote:
+            return None
+        return self.reader.pack(np.flatnonzero(np.isin(self.subsets, names)))
+
+    def _train_dataset(self, rows: np.ndarray, is_lab: np.ndarray):
+        d, data = self.section, self.data
+        if data.shards is not None:
+            return ShardImageDataset(self.reader, rows, data.labels[rows], is_lab, d.img_size, self._pack(("labeled",)))
+        cache = self.image_cache()
+        return ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], is_lab, d.img_size,
+                                 cache=cache, rows=rows if cache is not None else None)
+
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        d, data = self.section, self.data
+        d = self.section
         rows = np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled") if self.unlabeled else ("labeled",)))
         is_lab = self.subsets[rows] == "labeled"
-        cache = self.image_cache()
-        dataset = ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], is_lab, d.img_size,
-                                    cache=cache, rows=rows if cache is not None else None)
+        dataset = self._train_dataset(rows, is_lab)
         lab, unl = np.flatnonzero(is_lab), np.flatnonzero(~is_lab)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (self.rank, self.world_size)
         shard = dict(seed=self.seed, rank=rank, world_size=world)
+        if self.stream:
+            shard.update(order="shards", shard_of=self.data.shards.shard[rows])
         if self.unlabeled:
             sampler = PairedBatchSampler(unl, lab, self.batch_size, pairing=d.pairing, drop_last=d.drop_last, **shard)
         else:
             sampler = LabeledBatchSampler(lab, self.batch_size, drop_last=d.drop_last, **shard)
-        return DataLoader(dataset, batch_sampler=sampler, **loader_options(d.num_workers))
+        self.train_loader = ResumableLoader(dataset, batch_sampler=sampler, **loader_options(d.num_workers))
+        if self._resume_at is not None:
+            self.train_loader.resume(self._resume_at)
+            self._resume_at = None
+        return self.train_loader
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup()
-        ds = subset_dataset(self.data, self.subsets, ("val",), self.section.img_size, cache=self.image_cache())
+        ds = subset_dataset(self.data, self.subsets, ("val",), self.section.img_size, cache=self.image_cache(),
+                            reader=self.reader, pack=self._pack(("val",)))
         if len(ds) == 0:
             return []
         return eval_loader(ds, self.eval_batch_size, self.section.num_workers)

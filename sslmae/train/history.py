@@ -1,5 +1,5 @@
 """The per-epoch history of a run, as a Lightning callback: one row per epoch with the train
-means the module logged (train_loss, train_l_rec, train_l_cls), the validation metrics when
+means the module kept (train_loss, train_l_rec, train_l_cls), the validation metrics when
 that epoch was validated, w, lr, images seen and wall time. Rows travel in the checkpoint
 (callback state), so a resumed run keeps the rows before the kill, and each finished row is
 sent to the trainer's loggers (MLflow) with step = epoch."""
@@ -7,6 +7,7 @@ sent to the trainer's loggers (MLflow) with step = epoch."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import lightning as L
@@ -34,16 +35,22 @@ class EpochHistory(L.Callback):
         return "EpochHistory"
 
     def state_dict(self) -> dict:
-        return {"rows": self.rows}
+        return {"rows": self.rows, "images": self._images}  # images so far: a mid-epoch checkpoint
 
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state["rows"])
+        self._images = int(state.get("images", 0))
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._clock = time.perf_counter()
+        self._first = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._images += len(batch[1])  # a host-side count: no device sync
+        if getattr(self, "_first", False) and trainer.is_global_zero:  # how long the data took to arrive
+            self._first = False
+            print(f"train: first step done {time.perf_counter() - self._clock:.1f} s after the start of fit",
+                  file=sys.stderr, flush=True)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
@@ -51,7 +58,6 @@ class EpochHistory(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         now = time.perf_counter()
-        metrics = trainer.callback_metrics
         images = self._images
         if trainer.world_size > 1:  # ranks take equally many batches, not equally many images
             images = int(trainer.strategy.reduce(torch.tensor(float(images), device=pl_module.device),
@@ -60,7 +66,7 @@ class EpochHistory(L.Callback):
                "train_images": images,
                # since the previous epoch ended (its checkpoint included); the first: since fit start
                "epoch_seconds": round(now - (self._clock or now), 3),
-               **{k: _number(v) for k, v in metrics.items() if k.startswith("train_")},
+               **pl_module.epoch_means(),
                "w": _number(pl_module.model.weight().detach())}
         row.update(self._val or {})  # this epoch's validation ran before its train epoch end
         self._val, self._images, self._clock = None, 0, now

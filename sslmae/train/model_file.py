@@ -15,6 +15,7 @@ from sslmae.atomic import atomic_file
 from sslmae.config import Config, ConfigError, from_saved, to_dict, updated
 from sslmae.model.base import SSLMAE
 from sslmae.model.variants import build_model
+from sslmae.redact import redacted
 
 FORMAT = "sslmae-model-v1"
 
@@ -23,7 +24,7 @@ def save_model(path: str | Path, model: SSLMAE, cfg: Config, label_names: list[s
     payload = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": to_dict(cfg),
+        "config": redacted(to_dict(cfg)),  # no credentials in a file that travels
         "label_names": list(label_names),
         "meta": meta,
     }

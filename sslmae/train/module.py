@@ -50,6 +50,7 @@ class SSLMAEModule(L.LightningModule):
         self.monitor = f"val_{PRIMARY[model.task]}"
         self.streams = (augment.labeled, augment.unlabeled)
         self._pending: list[tuple[int, torch.Tensor]] = []  # (batch_idx, loss) not yet checked
+        self._sums: torch.Tensor | None = None  # this epoch: sum of loss, l_rec, l_cls (x images), images
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -68,9 +69,11 @@ class SSLMAEModule(L.LightningModule):
         imgs, raw, targets, labeled = batch
         out = self.step_fn(imgs, targets, labeled, raw=raw)
         n = imgs.shape[0]
-        for key in STAT_KEYS:  # epoch means, accumulated on the device and reduced over ranks at epoch end
-            self.log(f"train_{key}", out[key].detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True,
-                     logger=False)
+        # epoch means, accumulated on the device (no host sync), kept in checkpoints, reduced over ranks
+        if self._sums is None or self._sums.device != imgs.device:
+            self._sums = (self._sums if self._sums is not None else torch.zeros(len(STAT_KEYS) + 1,
+                                                                                 dtype=torch.float64)).to(imgs.device)
+        self._sums += torch.stack([out[k].detach().double() * n for k in STAT_KEYS] + [imgs.new_tensor(n).double()])
         self.log("loss", out["loss"].detach(), prog_bar=True, batch_size=n, logger=False)
         self.log("w", out["w"].detach(), prog_bar=True, batch_size=n, logger=False)
         self._pending.append((batch_idx, out["loss"].detach()))
@@ -89,16 +92,34 @@ class SSLMAEModule(L.LightningModule):
             i = int(bad.nonzero()[0, 0])
             raise FloatingPointError(f"non-finite loss at epoch {self.current_epoch} step {steps[i]}: {float(losses[i])}")
 
+    def epoch_means(self) -> dict[str, float]:
+        """train_loss, train_l_rec, train_l_cls: means over this epoch's images on every rank."""
+        sums = self._sums if self._sums is not None else torch.zeros(len(STAT_KEYS) + 1, dtype=torch.float64)
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.clone(), reduce_op="sum")
+        count = float(sums[-1]) or 1.0
+        return {f"train_{k}": float(v) / count for k, v in zip(STAT_KEYS, sums[:-1])}
+
     def on_train_epoch_end(self) -> None:
         self._check_finite()
+        self._sums = None  # the history callback has read them (callbacks run first); checkpoints after
 
     # -- resumable state beyond what Lightning saves ------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the config decides whether a later run may resume; the RNG continues masks and augmentation
-        checkpoint["sslmae"] = {"config": self.params, "torch_rng": torch.get_rng_state()}
+        # (and, for a mid-epoch checkpoint, this epoch's sums so far)
+        state = {"config": self.params, "torch_rng": torch.get_rng_state(),
+                 "epoch_sums": self._sums.detach().cpu() if self._sums is not None else None}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        checkpoint["sslmae"] = state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        torch.set_rng_state(checkpoint["sslmae"]["torch_rng"])
+        state = checkpoint["sslmae"]
+        self._sums = state.get("epoch_sums")
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     # -- validation -----------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int):

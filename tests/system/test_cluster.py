@@ -25,7 +25,7 @@ from sslmae.kubeflow import dataref, k8sjob, multinode, pytorchjob, trainjob
 from sslmae.kubeflow.checkpoints import TrialCheckpoints
 from sslmae.kubeflow.schedule import check_cron
 from sslmae.kubeflow.steps import ingest_step
-from sslmae.kubeflow.store import Store
+from sslmae.datasets.store import Store
 from tests.conftest import REPO, tiny_overrides
 from tests.support.crd_schema import errors
 from tests.support.k8s_fake import RUNNING, FakeCoreV1, FakeCustomObjects, finished, pod
@@ -286,6 +286,39 @@ def test_multinode_trial_stages_per_run_names_the_job_per_trial_and_cleans_up(tr
     assert not staged.exists()
 
 
+def test_multinode_pods_stream_a_shard_dataset_with_no_copy_on_the_claim(tmp_path, split_file, monkeypatch):
+    """A referenced shard dataset is not staged on the claim: every pod of the job gets its URI as
+    data.dir and the store's keys (secret sslmae-s3); only the split and params are staged."""
+    from sslmae.kubeflow.steps import multinode_trial_step
+
+    monkeypatch.setenv("POD_NAME", "launcher-xyz")
+    monkeypatch.setenv("POD_UID", "uid-xyz")
+    claim, seen = tmp_path / "claim", []
+    uri = "s3://bucket/sslmae/datasets/" + "ab" * 32
+    dataref.write_reference(tmp_path / "dataset", {"uri": uri, "digest": "ab" * 32, "format": "shards",
+                                                   "images": 96, "bytes": 1})
+
+    def operator(job):
+        seen.append(job)
+        assert errors(job, V1_CRD) == []
+        out = claim / "runs/run-8/w0.3/out"
+        out.mkdir(parents=True)
+        (out / "model.pt").write_bytes(b"model")
+        (out / "metrics.json").write_text(json.dumps({"val_macro_auprc": 0.5}))
+        job["status"] = finished("Succeeded", "ok")
+
+    params = to_dict(load_config(None, tiny_overrides(tmp_path, tmp_path / "dataset", split_file)))
+    multinode_trial_step(params, str(tmp_path / "dataset"), str(split_file), "w0.3", str(tmp_path / "model"),
+                         {"trainer": "v1", "image": "reg/sslmae:1", "nodes": 2, "gpus": 1, "pvc": "sslmae-data",
+                          "mount": str(claim)}, "run-8", apis=(FakeCustomObjects(on_create=operator), FakeCoreV1()),
+                         poll_s=0.01)
+    assert not (claim / "runs/run-8/dataset").exists()
+    for template in pod_templates(seen[0]):
+        container = template["spec"]["containers"][0]
+        assert f"data.dir={uri}" in container["command"][-1]
+        assert {"secretRef": {"name": "sslmae-s3", "optional": True}} in container["envFrom"]
+
+
 # ------------------------------------------------------------------ schedules and submissions (kfp client)
 
 @pytest.fixture
@@ -464,6 +497,45 @@ def test_ingest_step_with_a_store_writes_only_the_reference(store, tmp_path, syn
     assert result["n_images"] == 96 and result["dataset_uri"].startswith(store.uri)
     assert dataref.read_reference(tmp_path / "dataset")["digest"] == result["digest"]
     assert not (tmp_path / "dataset" / "images").exists()
+
+
+@pytest.mark.slow
+def test_a_shard_dataset_goes_into_the_store_and_every_step_streams_it(store, tmp_path, synth_dir, monkeypatch):
+    """data.format=shards with a store: ingest writes the shards into the store (nothing of the
+    dataset in the pod's scratch), and split, a trial and evaluate read them where they are: no
+    step downloads the dataset; the trial's cache holds shards, bounded by data.stream_cache_bytes."""
+    from sslmae.kubeflow.steps import evaluate_step, split_step, trial_step
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("sslmae.kubeflow.steps.SCRATCH", str(scratch))
+    params = to_dict(load_config(None, tiny_overrides(tmp_path, synth_dir, tmp_path / "unused.csv") + [
+        "data.format=shards", "data.shard_bytes=65536", "data.loading=stream", "data.stream_cache_bytes=200000",
+        "train.epochs=1"]))
+    result = ingest_step(params, str(synth_dir), str(tmp_path / "dataset"), store.uri)
+    ref = dataref.read_reference(tmp_path / "dataset")
+    assert ref["format"] == "shards" and ref["images"] == 96 and result["dataset_uri"] == ref["uri"]
+    stored = Store(ref["uri"]).keys()
+    assert "manifest.parquet" in stored and sum(k.endswith(".tar") for k in stored) >= 3
+    assert not Store(store.uri).child("datasets", "incoming").keys(), "the ingest's incoming folder is removed"
+    assert sorted(p.name for p in (tmp_path / "dataset").iterdir()) == ["ingest_report.json", "reference.json"]
+    assert not list(scratch.rglob("*.tar")) and not (scratch / "datasets").exists()
+
+    split = tmp_path / "split.csv"
+    counts = split_step(params, str(tmp_path / "dataset"), str(split))
+    assert sum(v for k, v in counts.items() if k != "kept_from_earlier") == 96
+    metrics = trial_step(params, str(tmp_path / "dataset"), str(split), "w0.3", str(tmp_path / "trial"))
+    assert 0 <= metrics["macro_auprc"] <= 1 and (tmp_path / "trial" / "model.pt").is_file()
+    evaluated = evaluate_step(params, str(tmp_path / "trial" / "model.pt"), str(tmp_path / "dataset"), str(split),
+                              str(tmp_path / "eval"))
+    assert evaluated["n_samples"] == counts["test"]
+    assert not (scratch / "datasets").exists(), "no step fetched the dataset"
+    cached = list((tmp_path / "cache").rglob("*.tar"))  # data.cache_dir (in a pod: its scratch volume)
+    if store.uri.startswith("s3://"):  # streamed through the bounded cache; a local store is read in place
+        assert cached and sum(p.stat().st_size for p in cached) <= 200000 < sum(Store(ref["uri"]).size(k)
+                                                                                   for k in stored)
+    else:
+        assert not cached
 
 
 def test_checkpoints_are_mirrored_and_restored(store, tmp_path):

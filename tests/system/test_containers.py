@@ -16,7 +16,7 @@ import torch
 
 from sslmae.cli.main import main
 from sslmae.config import load_config, to_dict
-from sslmae.kubeflow.store import Store
+from sslmae.datasets.store import Store
 from tests.conftest import REPO, tiny_overrides
 from tests.support.container import project_image
 from tests.support.s3server import ACCESS_KEY, SECRET_KEY

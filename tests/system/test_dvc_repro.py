@@ -134,6 +134,22 @@ def teammate_reproduces_from_a_clone(project: Path, s3, clone: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_shard_dataset_is_a_dvc_output_and_trials_stream_it(tmp_path):
+    """data.format=shards: the ingest stage's output is the shard folder (a few large objects
+    instead of one per image) and a trial streams it (data.loading auto)."""
+    project = make_project(tmp_path, data={"format": "shards", "shard_bytes": 65536}, tracking={"enabled": False})
+    out = sh(["dvc", "repro", "trial@w0.3"], project, timeout=600)
+    assert "Running stage 'trial@w0.3'" in out
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    dataset = next(o for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/dataset")
+    shards = sorted((project / "data/dataset/shards").glob("*.tar"))
+    assert len(shards) >= 2 and not (project / "data/dataset/images").exists()
+    assert dataset["nfiles"] == len(shards) + 3  # + manifest, ingest report, the folder's .sslmae.json marker
+    assert (project / "runs/grid/w0.3/model.pt").is_file()
+    assert not (project / "data/cache").exists() or not list((project / "data/cache").glob("*.npy"))
+
+
+@pytest.mark.slow
 def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
     from tests.conftest import UCM
 

@@ -7,7 +7,8 @@ from tests.support.imports import REPO, imports, modules
 
 # lowest first; a module may import its own layer's units and the layers below, never above
 LAYERS = [
-    ("sslmae.atomic", "sslmae.outputs", "sslmae.progress", "sslmae.metrics", "sslmae.hardware", "sslmae.knobs"),
+    ("sslmae.atomic", "sslmae.outputs", "sslmae.progress", "sslmae.metrics", "sslmae.hardware", "sslmae.knobs",
+     "sslmae.redact"),
     ("sslmae.datasets", "sslmae.loading", "sslmae.augment", "sslmae.report"),
     ("sslmae.split",),
     ("sslmae.model",),

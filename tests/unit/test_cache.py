@@ -166,10 +166,18 @@ def test_dataset_rejects_a_mismatched_cache(data):
         ImageTableDataset(data.paths[:2], labels, lab, 16, cache=arr, rows=[0, 1])
 
 
-def testloader_options():
-    assert loader_options(0) == {"num_workers": 0, "persistent_workers": False, "pin_memory": False}
-    assert loader_options(3) == {"num_workers": 3, "persistent_workers": True,
-                                  "pin_memory": torch.cuda.is_available()}
+def test_loader_options():
+    none, three = loader_options(0), loader_options(3)
+    assert {k: none[k] for k in ("num_workers", "persistent_workers", "pin_memory")} == {
+        "num_workers": 0, "persistent_workers": False, "pin_memory": False}
+    assert {k: three[k] for k in ("num_workers", "persistent_workers", "pin_memory")} == {
+        "num_workers": 3, "persistent_workers": True, "pin_memory": torch.cuda.is_available()}
+    # each loader seeds its workers from a generator of its own, not the global RNG
+    state = torch.get_rng_state()
+    assert none["generator"] is not three["generator"]
+    assert torch.equal(none["generator"].get_state(), three["generator"].get_state())
+    torch.randint(0, 10, (1,), generator=none["generator"])
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_config_keys(tmp_path):

@@ -9,15 +9,17 @@ from pathlib import Path
 import yaml
 
 from sslmae.config import Config, flatten, free_keys, to_dict
+from tests.support.dvc_code import regenerated
 from tests.support.imports import REPO, closure, files
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 KNOBS = set(flatten(to_dict(Config())))
 # what reaches the trials through a tracked dependency rather than a param: the paths DVC hashes
-# (data.dir, data.split_file), ingest's inputs (they change data.dir), split's knobs (they change
+# (data.dir, data.split_file), ingest's knobs (they change data.dir), split's knobs (they change
 # the split file), and what other stages own (synth; evaluate.split: the evaluated subset)
-TRIAL_NEED_NOT_LIST = {"data.source", "data.layout", "data.on_bad", "data.dir", "data.split_file", "evaluate.split"}
+TRIAL_NEED_NOT_LIST = {"data.source", "data.layout", "data.on_bad", "data.format", "data.shard_bytes", "data.dir",
+                       "data.split_file", "evaluate.split"}
 TRIAL_SECTIONS_NOT_READ = ("synth.", "split.", "tracking.")
 # the stages that read the dataset and its split, by their paths
 READS_DATA = {"trial": ("${data.dir}", "${data.split_file}"), "evaluate": ("${data.dir}", "${data.split_file}"),
@@ -51,6 +53,13 @@ def test_every_stage_lists_the_code_its_command_imports():
         if missing:
             gaps[name] = missing
     assert gaps == {}, f"dvc.yaml: stages miss code they import: {gaps}"
+
+
+def test_the_code_dependencies_are_what_the_import_graph_gives():
+    """dvc.yaml's code lists are generated (`python -m tests.support.dvc_code --write`): the
+    shortest exact cover of what each command imports, nothing stale left in them."""
+    text = (REPO / "dvc.yaml").read_text()
+    assert regenerated(text) == text, "dvc.yaml: code dependencies are stale; run python -m tests.support.dvc_code --write"
 
 
 def test_every_code_dependency_exists():

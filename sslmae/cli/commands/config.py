@@ -4,6 +4,7 @@ import yaml
 
 from sslmae.cli.params import add_params, load_params
 from sslmae.config import to_dict
+from sslmae.redact import redacted
 
 HELP = "print the resolved, validated params a run would use (YAML)"
 
@@ -13,4 +14,4 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    print(yaml.safe_dump(to_dict(load_params(args)), sort_keys=False), end="")
+    print(yaml.safe_dump(redacted(to_dict(load_params(args))), sort_keys=False), end="")

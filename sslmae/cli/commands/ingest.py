@@ -1,15 +1,17 @@
-"""`sslmae ingest`: any supported layout -> the canonical dataset folder (params `data.source`,
-`data.dir`, `data.layout`, `data.on_bad`)."""
+"""`sslmae ingest`: any supported layout -> the canonical dataset (params `data.source`, `data.dir`,
+`data.layout`, `data.on_bad`, `data.format`, `data.shard_bytes`)."""
 
 from sslmae.cli.params import add_params, knob_flag, knob_positional, load_params
 from sslmae.datasets.ingest import ingest
 
-HELP = "validate and normalise a dataset into DIR (manifest.parquet + images/)"
+HELP = "validate and normalise a dataset into DIR (manifest.parquet + images/ or shards/)"
 
 
 def add_arguments(p) -> None:
     knob_positional(p, "data.source", "SOURCE", "a folder, a .zip/.tar(.gz) archive, or s3://bucket/prefix")
-    knob_flag(p, "--out", "data.dir", "dataset folder to write")
+    knob_flag(p, "--out", "data.dir", "dataset folder to write (shards: also s3://bucket/prefix)")
+    knob_flag(p, "--format", "data.format", "files: images/ (small data) | shards: tar shards (data at scale)")
+    knob_flag(p, "--shard-bytes", "data.shard_bytes", "shards: about this many bytes each")
     knob_flag(p, "--layout", "data.layout", "auto|labels-csv|ucm-txt|class-folders|bigearthnet|manifest")
     knob_flag(p, "--on-bad", "data.on_bad", "error: stop at the first bad item; skip: list it in ingest_report.json")
     p.add_argument("--s3-endpoint", default=None, help="S3 API URL (default: AWS_ENDPOINT_URL[_S3] or AWS)")
@@ -23,4 +25,5 @@ def run(args) -> None:
     d = load_params(args).data
     limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("min_side", args.min_side),
                                 ("workers", args.workers)) if v is not None}
-    ingest(d.source, d.dir, layout=d.layout, on_bad=d.on_bad, s3_endpoint=args.s3_endpoint, **limits)
+    ingest(d.source, d.dir, layout=d.layout, on_bad=d.on_bad, s3_endpoint=args.s3_endpoint, format=d.format,
+           shard_bytes=d.shard_bytes, **limits)

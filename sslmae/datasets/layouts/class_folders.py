@@ -29,7 +29,7 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
     records, owner = [], {}
     for c, d in enumerate(dirs):
         index = index_images(d, problems)
-        for stem, path in sorted(index.items()):
+        for stem, path in sorted((k, Path(v)) for k, v in index.items()):
             if stem != path.stem:
                 continue  # the index holds both stem and file name
             if stem in owner:  # ids must be unique across classes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sslmae.datasets.problems import Problems
@@ -15,23 +16,41 @@ def is_image_name(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
 
 
-def index_images(folder: Path, problems: Problems, recursive: bool = False) -> dict[str, Path]:
-    """id (stem and file name) -> path. Two files sharing a stem are a duplicate-name problem:
-    the id is left out of the index (so its label row reports a missing image) and listed."""
-    found = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
-    files = [p for p in found if is_image_name(p)]
-    for p in found:
-        if not is_image_name(p) and not p.name.startswith(".") and p.suffix.lower() not in TEXT_EXTS:
-            problems.warn(str(p), f"not an image file name ({p.suffix or 'no extension'}): ignored", "ignored")
-    by_stem: dict[str, list[Path]] = {}
-    for p in files:
-        by_stem.setdefault(p.stem, []).append(p)
-    index: dict[str, Path] = {}
-    for stem, paths in by_stem.items():
-        if len(paths) > 1:
-            problems.bad(str(paths[0].parent / stem), "duplicate image name: " + ", ".join(str(p) for p in paths),
-                         "duplicate_name")
+def index_images(folder: Path, problems: Problems, recursive: bool = False, root: Path | None = None) -> dict[str, str]:
+    """id (the file's stem) -> path (a string: a few bytes per image, not a Path object); relative
+    to `root` when given (the form records keep, so index and records share one string). Two files
+    sharing a stem are a duplicate-name problem: the id is left out of the index (so its label row
+    reports a missing image) and listed."""
+    index: dict[str, str] = {}
+    duplicates: dict[str, list[str]] = {}
+    cut = len(os.path.join(os.path.abspath(root), "")) if root is not None else 0
+    listed = _files(os.path.abspath(folder) if root is not None else str(folder), recursive)
+    for path in sorted(p[cut:] for p in listed):  # cut as listed: the sorted list and the index share strings
+        name = os.path.basename(path)
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() not in IMAGE_EXTS or name.startswith("."):
+            if not name.startswith(".") and suffix.lower() not in TEXT_EXTS:
+                shown = os.path.join(root, path) if root is not None else path
+                problems.warn(shown, f"not an image file name ({suffix or 'no extension'}): ignored", "ignored")
             continue
-        index[stem] = paths[0]
-        index[paths[0].name] = paths[0]
+        if stem in duplicates:
+            duplicates[stem].append(path)
+        elif stem in index:
+            duplicates[stem] = [index.pop(stem), path]
+        else:
+            index[stem] = path
+    for stem, paths in duplicates.items():
+        shown = [os.path.join(root, p) for p in paths] if root is not None else paths
+        problems.bad(os.path.join(os.path.dirname(shown[0]), stem), "duplicate image name: " + ", ".join(shown),
+                     "duplicate_name")
     return index
+
+
+def _files(folder: str, recursive: bool):
+    """Every regular file under `folder` (one level, or all), as path strings."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file():
+                yield entry.path
+            elif recursive and entry.is_dir():
+                yield from _files(entry.path, True)

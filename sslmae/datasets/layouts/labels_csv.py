@@ -19,6 +19,6 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
     if not (root / "images").is_dir():
         raise DatasetError(f"{root / 'images'}: image folder not found")
     names, rows = read_label_table(csv_path, ",", "image", problems)
-    index = index_images(root / "images", problems)
+    index = index_images(root / "images", problems, root=root)
     records = join_images(csv_path, rows, index, problems, root)
     return RawDataset(layout="labels-csv", task="mlc", label_names=names, records=records)

@@ -27,6 +27,6 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
     if table is None:
         raise DatasetError(f"{root}: no {TABLE} at the root or one folder down")
     names, rows = read_label_table(table, "\t", "IMAGE\\LABEL", problems)
-    index = index_images(root, problems, recursive=True)
+    index = index_images(root, problems, recursive=True, root=root)
     records = join_images(table, rows, index, problems, root)
     return RawDataset(layout="ucm-txt", task="mlc", label_names=names, records=records)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The prepared run for a lent GPU machine (the `device` tool): one command per part, each under
-# the 600 s command limit, results under $OUT (bench/results when unset).
+# The GPU measurements, on a machine with one NVIDIA GPU: one command per part, each under ten
+# minutes, results under $OUT (bench/results when unset).
 #
-# Here, first:   python bench/pack_ucm.py            # UCM re-encoded into .ucm/ (git-ignored)
-# Device:        run(command="bash bench/gpu_session.sh bench",   carry=[".ucm"], timeout_s=560)
-#                run(command="bash bench/gpu_session.sh quality", carry=[".ucm"], timeout_s=420)
-#                (then quality-visible and curve, as the 15 device minutes allow)
+# First, where ../shared/datasets/ucm_mlc is:   python bench/pack_ucm.py   (UCM re-encoded into .ucm/)
+# then, on the GPU machine, with .ucm/ copied into the checkout:
+#     bash bench/gpu_run.sh bench      # bench/bench_gpu.py: step and loop throughput
+#     bash bench/gpu_run.sh quality    # recipes/ucm_gpu.yaml at 10 % labeled: test macro AUPRC, minutes
+#     bash bench/gpu_run.sh quality-visible | curve
 # Then copy $OUT's files into bench/results/ and tabulate them in docs/benchmarks.md, docs/results.md.
 #
-# The machine has torch, timm, lightning, pandas, pyarrow and scikit-learn, not mlflow, kfp or
+# The machine needs torch, timm, lightning, pandas, pyarrow and scikit-learn, not mlflow, kfp or
 # dvc: training runs from the source tree with tracking off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ RECIPE=${RECIPE:-recipes/ucm_gpu.yaml}
 PY=${PYTHON:-python}
 WORK=${WORK:-/tmp/sslmae-gpu}  # runs, splits and the image cache of each part
 mkdir -p "$OUT"
-[ -f "$DATA/labels.csv" ] || { echo "gpu_session: $DATA/labels.csv missing: run bench/pack_ucm.py and carry .ucm" >&2; exit 2; }
+[ -f "$DATA/labels.csv" ] || { echo "gpu_run: $DATA/labels.csv missing: run bench/pack_ucm.py and carry .ucm" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$OUT/gpu_info.csv" 2>/dev/null || echo "no nvidia-smi here"
 "$PY" -c 'import torch, timm, lightning; print("torch", torch.__version__, "timm", timm.__version__, "lightning", lightning.__version__)' | tee "$OUT/versions.txt"
 
@@ -40,5 +41,5 @@ case "${1:-}" in
     timeout 580 "$PY" bench/bench_quality.py --data "$DATA" --params "$RECIPE" --fractions 0.01 0.05 0.25 \
       --work "$WORK/curve" --out "$OUT" --plot "$OUT/fractions_gpu.png" "${@:2}"
     ;;
-  *) echo "usage: bash bench/gpu_session.sh bench|quality|quality-visible|curve [overrides for curve]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/gpu_run.sh bench|quality|quality-visible|curve [overrides for curve]" >&2; exit 2 ;;
 esac

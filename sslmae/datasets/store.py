@@ -1,8 +1,9 @@
-"""The run's store: where a pipeline keeps what must outlive a pod (the canonical dataset by
-digest, trial checkpoints keyed by run and trial). Either an `s3://bucket/prefix` (the
-pipeline's S3: credentials and endpoint from the environment, i.e. the `sslmae-s3` secret) or a
-folder every pod mounts (a PersistentVolumeClaim). A file appears whole under its name or not
-at all: S3 objects do, local files are written under a temporary name and renamed.
+"""A store: a folder that is either an `s3://bucket/prefix` (credentials and endpoint from the
+environment: AWS_*, the pipeline's `sslmae-s3` secret) or a local or mounted folder. What a
+pipeline keeps outside a pod lives in one (the canonical dataset by digest, trial checkpoints keyed
+by run and trial), and `ingest --format shards --out s3://...` writes a dataset into one. A file
+appears whole under its name or not at all: S3 objects do, local files are written under a
+temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -98,6 +99,44 @@ class Store:
             if os.path.exists(name):
                 os.unlink(name)
 
+    def read_range(self, rel: str, offset: int, size: int) -> bytes:
+        """`size` bytes of `rel` from `offset` (an S3 range request; a pread locally)."""
+        if not self.is_s3:
+            with open(self._local(rel), "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(size)
+        else:
+            client = self._s3()
+            try:
+                data = client.get_object(Bucket=self.bucket, Key=self._key(rel),
+                                         Range=f"bytes={offset}-{offset + size - 1}")["Body"].read()
+            except self._errors() as exc:
+                raise _s3_error(exc, f"s3://{self.bucket}/{self._key(rel)}", client.meta.endpoint_url) from exc
+        if len(data) != size:
+            raise SourceError(f"{self.uri}/{rel}: {size} bytes expected at offset {offset}, got {len(data)}")
+        return data
+
+    def copy_to(self, rel: str, other: "Store", other_rel: str) -> None:
+        """`rel` copied to `other_rel` of `other`, a store of the same kind (server-side on S3)."""
+        if not self.is_s3:
+            other.put(self._local(rel), other_rel)
+            return
+        client = self._s3()
+        try:
+            client.copy({"Bucket": self.bucket, "Key": self._key(rel)}, other.bucket, other._key(other_rel))
+        except self._errors() as exc:
+            raise _s3_error(exc, f"s3://{self.bucket}/{self._key(rel)}", client.meta.endpoint_url) from exc
+
+    def size(self, rel: str) -> int:
+        """Bytes of the file `rel`."""
+        if not self.is_s3:
+            return self._local(rel).stat().st_size
+        client = self._s3()
+        try:
+            return int(client.head_object(Bucket=self.bucket, Key=self._key(rel))["ContentLength"])
+        except self._errors() as exc:
+            raise _s3_error(exc, f"s3://{self.bucket}/{self._key(rel)}", client.meta.endpoint_url) from exc
+
     def exists(self, rel: str) -> bool:
         if not self.is_s3:
             return self._local(rel).is_file()
@@ -129,6 +168,17 @@ class Store:
             raise _s3_error(exc, f"s3://{self.bucket}/{prefix}", client.meta.endpoint_url) from exc
         cut = len(self.prefix) + 1 if self.prefix else 0
         return sorted(k[cut:] for k in found if not k.endswith("/"))
+
+    def delete(self, rel: str) -> None:
+        """Delete the file `rel` (nothing when absent)."""
+        if not self.is_s3:
+            self._local(rel).unlink(missing_ok=True)
+            return
+        client = self._s3()
+        try:
+            client.delete_object(Bucket=self.bucket, Key=self._key(rel))
+        except self._errors() as exc:
+            raise _s3_error(exc, f"s3://{self.bucket}/{self._key(rel)}", client.meta.endpoint_url) from exc
 
     def remove(self, rel: str = "") -> int:
         """Delete everything under `rel` (this whole store when empty); the number of files."""

@@ -1,0 +1,1 @@
+"""One training run: the Lightning module and data module, checkpoints, history, the exported model file."""

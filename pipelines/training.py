@@ -5,8 +5,9 @@
 
 `build_pipeline(...)` returns the pipeline function. Its parameter `params` has the shape of
 params.yaml (its default is the params the pipeline was compiled with); `source` overrides
-data.source, so a recurring run can point at newly arrived data; `frozen_split` (a path or
-s3:// URI) keeps the test set frozen across those runs; `store` (s3://bucket/prefix, through the
+data.source, so a recurring run can point at newly arrived data; the test set stays frozen across
+those runs: `frozen_split` (a path or s3:// URI) names the table to carry forward, and without it,
+with a store and split.frozen (default), the store keeps one per experiment; `store` (s3://bucket/prefix, through the
 sslmae-s3 secret) is where the run keeps the dataset by digest, passed between steps by
 reference, and the trial checkpoints, so a retried trial resumes (docs/kubeflow.md).
 """
@@ -142,9 +143,9 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
         data = _cluster(ingest(params=params, source=source, store=store), res, s3=True, scratch=True)
         data.set_caching_options(res.cache_ingest)
         dataset = data.outputs["dataset"]
-        parts = _cluster(split(params=params, frozen_split=frozen_split, dataset=dataset), res, s3=True,
+        parts = _cluster(split(params=params, frozen_split=frozen_split, store=store, dataset=dataset), res, s3=True,
                          scratch=True)
-        parts.set_caching_options(False)  # with frozen_split it reads and writes state outside the DAG
+        parts.set_caching_options(False)  # a frozen split reads and writes state outside the DAG
         split_file = parts.outputs["split_file"]
         plan = _cluster(plan_trials(params=params), res)
         with dsl.ParallelFor(items=plan.output, parallelism=res.parallelism) as trial:

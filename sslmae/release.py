@@ -13,16 +13,21 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from sslmae.atomic import write_json
 from sslmae.config import Config, to_dict
+from sslmae.datasets.load import load_dataset
 from sslmae.evaluate import evaluate_as_configured
 from sslmae.metrics import PRIMARY
 from sslmae.redact import redacted
+from sslmae.seen import count_seen
+from sslmae.split import SUBSET_GROUPS, read_split
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.tracking.lineage import file_sha256, training_run
 from sslmae.tracking.runs import (check_tracking, client, flat_params, log_files, log_metrics, mlflow_module,
                                   mlflow_run)
-from sslmae.train.model_file import load_model
+from sslmae.train.model_file import load_model, read_weights_only
 
 
 WEIGHTS_TAG = "sslmae.weights_sha256"
@@ -93,6 +98,47 @@ def promotion(challenger: float, champion: float | None, margin: float, same_ver
     return not same_version and challenger > champion + margin
 
 
+def scored_ids(cfg: Config) -> list[str]:
+    """The ids of the rows `sslmae evaluate` scores with these params (data.dir, data.split_file,
+    evaluate.split)."""
+    data = load_dataset(cfg.data.dir)
+    subsets = read_split(cfg.data.split_file, data.ids)
+    return [data.ids[i] for i in np.flatnonzero(np.isin(subsets, SUBSET_GROUPS[cfg.evaluate.split]))]
+
+
+def overlap(model_path: Path, ids: list[str]) -> int | None:
+    """How many of `ids` the model trained on (its model file's `trained_on`); None for a model
+    file made before sslmae recorded them."""
+    meta = read_weights_only(model_path, "sslmae model file").get("meta", {})
+    if "trained_on" not in meta:
+        return None
+    return count_seen(meta["trained_on"].numpy().view(np.uint64), ids)
+
+
+def overlap_refusal(overlaps: dict[str, int | None], versions: dict[str, int], scored: int, subset: str,
+                    allowed: bool) -> str | None:
+    """Why the gate must not compare, or None: a model that trained on images it would be scored on."""
+    bad = {role: n for role, n in overlaps.items() if n}
+    if not bad or allowed:
+        return None
+    said = ", ".join(f"{role} v{versions[role]} trained on {n} of the {scored} {subset} images" for role, n in bad.items())
+    return (f"promote: {said}: its score would be inflated; keep the split frozen (split.frozen: true) so test "
+            "images never train, or pass --allow-overlap (tracking.allow_overlap) to compare anyway")
+
+
+def label_refusal(labels: dict[str, list[str]], versions: dict[str, int]) -> str | None:
+    """Why the gate cannot compare, or None: the champion and the challenger predict different labels."""
+    if CHAMPION not in labels or labels[CHAMPION] == labels[CHALLENGER]:
+        return None
+    added = [n for n in labels[CHALLENGER] if n not in labels[CHAMPION]]
+    removed = [n for n in labels[CHAMPION] if n not in labels[CHALLENGER]]
+    change = "; ".join(p for p in (f"added {added}" if added else "", f"removed {removed}" if removed else "",
+                                   "reordered" if not added and not removed else "") if p)
+    return (f"promote: challenger v{versions[CHALLENGER]} and champion v{versions[CHAMPION]} predict different "
+            f"labels ({change}): their scores are not comparable; move the champion alias by hand once the "
+            "challenger is checked (MlflowClient().set_registered_model_alias)")
+
+
 def promote(cfg: Config, out: str | Path | None = None) -> dict:
     """Evaluate challenger and champion on the rows `sslmae evaluate` scores (data.dir,
     data.split_file, evaluate.split); move `champion` by `promotion` with tracking.promote_margin.
@@ -107,14 +153,23 @@ def promote(cfg: Config, out: str | Path | None = None) -> dict:
     except Exception:  # no champion yet
         champion = None
     metric = PRIMARY[cfg.data.task]
-    scores = {}
+    scores, overlaps, labels, versions = {}, {}, {}, {}
+    ids = scored_ids(cfg)
     with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
         for role, version in ((CHALLENGER, challenger), (CHAMPION, champion)):
             if version is None:
                 continue
-            path = resolve_model(f"models:/{name}/{version.version}", tracking, Path(tmp) / role)
+            paths[role] = resolve_model(f"models:/{name}/{version.version}", tracking, Path(tmp) / role)
+            versions[role], overlaps[role] = int(version.version), overlap(paths[role], ids)
+            labels[role] = load_model(paths[role])[2]
+        for refusal in (label_refusal(labels, versions),
+                        overlap_refusal(overlaps, versions, len(ids), cfg.evaluate.split, tracking.allow_overlap)):
+            if refusal:
+                raise ValueError(refusal)
+        for role, path in paths.items():
             m = evaluate_as_configured(cfg, path, Path(tmp) / f"eval_{role}", tracked=False,
-                                       named=f"models:/{name}/{version.version} ({role})")
+                                       named=f"models:/{name}/{versions[role]} ({role})")
             scores[role] = m[metric]
     margin = tracking.promote_margin
     same = champion is not None and champion.version == challenger.version
@@ -127,12 +182,14 @@ def promote(cfg: Config, out: str | Path | None = None) -> dict:
         "champion_version": int(champion.version) if champion else None,
         "champion_score": scores.get(CHAMPION), "promoted": bool(promoted),
         "champion_now": int(challenger.version) if promoted else int(champion.version),
+        "overlap": overlaps,  # per model: scored images it trained on (None: not recorded in its file)
     }
     tags = {"sslmae.decision": "promoted" if promoted else "kept", "sslmae.challenger_version": str(challenger.version),
             "sslmae.champion_version": str(decision["champion_version"])}
     with mlflow_run(tracking, name="promote", kind="promote", tags=tags) as run:
         log_metrics(tracking, run.info.run_id, {"challenger_score": scores[CHALLENGER], "promoted": float(promoted),
-                                                **({"champion_score": scores[CHAMPION]} if CHAMPION in scores else {})})
+                                                **({"champion_score": scores[CHAMPION]} if CHAMPION in scores else {}),
+                                                **{f"overlap_{r}": float(n) for r, n in overlaps.items() if n is not None}})
     if out is not None:
         write_json(out, decision)
     return decision

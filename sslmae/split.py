@@ -23,6 +23,7 @@ from sslmae.outputs import claim_file
 from sslmae.datasets.load import load_dataset
 
 SUBSETS = ("labeled", "unlabeled", "val", "test")
+HISTORY_COLUMNS = ["generation", "image", "subset"]  # history_file: who joined which subset in which run
 # what `evaluate.split` may name: one subset, or a group of them
 SUBSET_GROUPS = {"labeled": ("labeled",), "unlabeled": ("unlabeled",), "val": ("val",), "test": ("test",),
                  "train": ("labeled", "unlabeled"), "all": SUBSETS}
@@ -172,11 +173,18 @@ def split_dataset(
     seed: int = 42,
     predefined_file: str | Path | None = None,
     keep_file: str | Path | None = None,
+    frozen: bool = False,
+    history: str | Path | None = None,
 ) -> pd.DataFrame:
     """Split a dataset folder (ingested, or labels-csv) and write the split table atomically
     to `out` (CSV). A predefined split comes from `predefined_file`, else from the manifest.
-    `keep_file`: an earlier split table; its images keep their train/val/test side."""
+    `keep_file`: an earlier split table; its images keep their train/val/test side. `frozen`:
+    without a keep_file, the table already at `out` is the earlier one (split.frozen).
+    `history`: a CSV `generation,image,subset` that gains the images new to this split."""
     claim_file(out, "split", is_split_table)
+    if frozen and keep_file is None and Path(out).is_file():
+        keep_file = out  # read below, before `out` is replaced
+    earlier = set(_split_table(keep_file, "earlier split file not found")["image"]) if keep_file else set()
     data = load_dataset(dataset_dir)
     predefined = data.predefined
     if predefined_file is not None:
@@ -189,7 +197,30 @@ def split_dataset(
     table = pd.DataFrame({"image": data.ids, "subset": subsets})
     with atomic_file(out) as tmp:
         table.to_csv(tmp, index=False)
+    if history is not None:
+        append_history(history, table, earlier)
     return table
+
+
+def history_file(split_file: str | Path) -> Path:
+    """The history beside a split table: data/split.csv -> data/split.history.csv."""
+    path = Path(split_file)
+    return path.with_name(f"{path.stem}.history.csv")
+
+
+def append_history(path: str | Path, table: pd.DataFrame, earlier: set[str]) -> int:
+    """Add the images of `table` (image,subset) that are not in `earlier` to the history CSV at
+    `path` as one more generation (0 for the first); the generation."""
+    path = Path(path)
+    old = pd.read_csv(path, dtype={"image": str, "subset": str}) if path.is_file() else None
+    if old is not None and list(old.columns) != HISTORY_COLUMNS:
+        raise SplitError(f"{path}: not a split history (header must be {','.join(HISTORY_COLUMNS)})")
+    generation = int(old["generation"].max()) + 1 if old is not None and len(old) else 0
+    new = table.loc[~table["image"].isin(earlier)].assign(generation=generation)[HISTORY_COLUMNS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        (pd.concat([old, new]) if old is not None else new).to_csv(tmp, index=False)
+    return generation
 
 
 def is_split_table(path: Path) -> bool:

@@ -25,6 +25,12 @@ def knob_flag(p: argparse.ArgumentParser, flag: str, key: str, help: str) -> Non
                    help=f"{help} (default: params {key})")
 
 
+def knob_switch(p: argparse.ArgumentParser, flag: str, key: str, help: str) -> None:
+    """A flag without a value that sets the boolean params key `key` to true."""
+    p.add_argument(flag, dest=f"{PREFIX}{key}:{flag}", action="store_const", const="true", default=None,
+                   help=f"{help} (default: params {key})")
+
+
 def knob_positional(p: argparse.ArgumentParser, key: str, metavar: str, help: str) -> None:
     """An optional positional argument that sets params key `key`."""
     p.add_argument(f"{PREFIX}{key}:{metavar}", nargs="?", default=None, metavar=metavar, help=f"{help} (default: params {key})")

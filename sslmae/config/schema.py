@@ -109,6 +109,9 @@ class SplitConfig(Section):
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.2, ge=0.0, lt=1.0)
     seed: Int = 42
+    # an existing split table is carried forward: its images keep their train/val/test side and only
+    # new images are stratified (a frozen test set across retrainings); false: split from scratch
+    frozen: bool = True
 
 
 class ModelConfig(Section):
@@ -199,6 +202,8 @@ class TrackingConfig(Section):
     experiment: str = free_field("sslmae")
     registered_model: str = free_field("sslmae")
     promote_margin: float = free_field(0.0, ge=0.0)  # champion moves only if challenger beats it by this
+    # promote scores a model on images it trained on (its model file lists them) only when this is true
+    allow_overlap: bool = free_field(False)
 
 
 class Config(Section):

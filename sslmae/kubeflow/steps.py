@@ -23,13 +23,13 @@ from sslmae.datasets.sources import fetch_file_if_exists, publish_file, source_k
 from sslmae.evaluate import evaluate_as_configured
 from sslmae.grid import select, trial_config, trial_names
 from sslmae.kubeflow import dataref
-from sslmae.kubeflow.checkpoints import TrialCheckpoints, run_area
+from sslmae.kubeflow.checkpoints import TrialCheckpoints, run_area, safe_key
 from sslmae.kubeflow.multinode import multinode_trial, remove_run
 from sslmae.datasets.store import Store, check_store
 from sslmae.redact import redacted_output
 from sslmae.release import promote, register
 from sslmae.report.build import build_report
-from sslmae.split import split_dataset
+from sslmae.split import history_file, split_dataset
 from sslmae.tracking.grid_log import log_report
 from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
 from sslmae.train.run import train
@@ -123,20 +123,30 @@ def _made(folder: Path) -> Path:
 
 
 @masked_output
-def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str = "") -> dict:
-    """The split; with `frozen_split` (a path or s3:// URI) images split by an earlier run keep
-    their side, and the new split is written back there for the next run (a test set frozen
-    across scheduled retrainings)."""
-    s = config_for(params).split
+def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str = "", store: str = "") -> dict:
+    """The split. Images split by an earlier run keep their side (a test set frozen across
+    scheduled retrainings) when `frozen_split` (a path or s3:// URI) names the table to carry
+    forward, or, with split.frozen (default) and a store, `<store>/splits/<experiment>/split.csv`;
+    the new table and its history (`split.history.csv`) are written back there for the next run."""
+    cfg = config_for(params)
+    s, store = cfg.split, check_store(store)
+    if not frozen_split and store and s.frozen:
+        frozen_split = f"{store.rstrip('/')}/splits/{safe_key(cfg.tracking.experiment)}/split.csv"
     dataset_dir = local_dataset(dataset_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        earlier = Path(tmp) / "earlier.csv"
+        earlier, history = Path(tmp) / "earlier.csv", Path(tmp) / "split.history.csv"
+        folder, _, name = frozen_split.rpartition("/")  # a path or a URI: the history lies beside the table
+        remote_history = "" if not name else f"{folder}/{history_file(name).name}" if folder else history_file(name).name
         keep = earlier if frozen_split and fetch_file_if_exists(frozen_split, earlier) else None
+        if keep is not None:
+            fetch_file_if_exists(remote_history, history)
         table = split_dataset(dataset_dir, out_file, fraction=s.fraction, val=s.val, test=s.test, seed=s.seed,
-                              keep_file=keep)
-    if frozen_split:
-        publish_file(Path(out_file), frozen_split)
-    return {**table["subset"].value_counts().to_dict(), "kept_from_earlier": keep is not None}
+                              keep_file=keep, history=history if frozen_split else None)
+        if frozen_split:
+            publish_file(Path(out_file), frozen_split)
+            publish_file(history, remote_history)
+    return {**table["subset"].value_counts().to_dict(), "kept_from_earlier": keep is not None,
+            "frozen_split": frozen_split}
 
 
 @masked_output

@@ -11,9 +11,11 @@ page-cache pages, and an epoch costs one memcpy per image.
 File: `<cache_dir>/<key>.npy`, key = sha256 over a format version, the Pillow version
 (the resize is Pillow's), S, and (path relative to the dataset root, size in bytes,
 mtime_ns) of every image in order. Changing, adding, removing or reordering an image, or
-changing S, gives another key and so a rebuild; the old file is left in place (delete
-`cache_dir` to reclaim the space). Size on disk: N * S * S * 3 bytes (UC Merced, 2100
-images at 224 px: 316 MB).
+changing S, gives another key and so a rebuild. After a build, the other caches in `cache_dir`
+are removed unless a running process has one open (each opener holds a shared `flock` on its
+file until it exits; removal takes the lock without waiting, so a file in use stays): a
+retraining on grown data leaves one cache, not one per version of the data. Size on disk:
+N * S * S * 3 bytes (UC Merced, 2100 images at 224 px: 316 MB).
 
 Built atomically: the array is filled in a temporary file in `cache_dir`
 (`np.lib.format.open_memmap`) and renamed onto `<key>.npy` only when complete, so an
@@ -25,6 +27,7 @@ No side effects at import.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sys
@@ -139,6 +142,10 @@ def open_cache(
     took = Stopwatch()
     build_cache(paths, size, path, workers)
     log(f"image cache: {len(paths)} images decoded in {took} into {path}")
+    removed = prune(cache_dir, keep=path)
+    if removed:
+        log(f"image cache: removed {len(removed)} cache(s) of other data from {cache_dir} "
+            f"({sum(size for _, size in removed) / 2**20:.1f} MiB)")
     arr = _open(path, shape)
     if arr is None:  # pragma: no cover - we just wrote it
         raise RuntimeError(f"{path}: the image cache just built cannot be read back")
@@ -149,6 +156,40 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+_HELD: dict[str, int] = {}  # cache file -> a descriptor holding a shared flock, for the process's life
+
+
+def _hold(path: Path) -> None:
+    """Mark `path` in use by this process (and the DataLoader workers it forks) until it exits."""
+    key = str(path.resolve())
+    if key not in _HELD:
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _HELD[key] = fd
+
+
+def prune(cache_dir: str | Path, keep: Path) -> list[tuple[Path, int]]:
+    """Remove every cache file in `cache_dir` but `keep` that no process holds: (path, bytes) removed."""
+    removed = []
+    for other in Path(cache_dir).glob("*.npy"):
+        if other.name == keep.name or other.name.startswith(".") or str(other.resolve()) in _HELD:
+            continue
+        try:
+            fd = os.open(other, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while any process holds it shared
+            size = os.fstat(fd).st_size
+            other.unlink()
+            removed.append((other, size))
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 def _open(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     try:
         arr = np.load(path, mmap_mode="r") if shape[0] else np.load(path)
@@ -156,4 +197,5 @@ def _open(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         return None
     if arr.shape != shape or arr.dtype != np.uint8:
         return None
+    _hold(path)
     return arr

@@ -76,6 +76,11 @@ class SSLDataModule(L.LightningDataModule):
         self.stream = streams(self.section, self.data)
         self.reader = shard_reader(self.data, self.section.cache_dir, self.section.stream_cache_bytes)
 
+    def seen_ids(self) -> list[str]:
+        """Ids of the images a run learns from or is selected on: labeled, unlabeled and val."""
+        self.setup()
+        return [self.data.ids[i] for i in np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled", "val")))]
+
     @property
     def label_names(self) -> list[str]:
         self.setup()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sslmae.atomic import write_json
@@ -45,13 +46,17 @@ def selected_epoch(select: str, last_epoch: int, best_epoch: int | None) -> int:
 
 
 def export_run(model: SSLMAE, cfg: Config, label_names: list[str], history: EpochHistory, best_path: str | None,
-               val_loader, out: Path, seconds: float, device: torch.device) -> Exported:
+               val_loader, out: Path, seconds: float, device: torch.device,
+               trained_on: np.ndarray | None = None) -> Exported:
     """Write the run's files (module docstring). model: the network as training left it (its
     weights become the selected epoch's); best_path: the best-weights checkpoint, if any;
-    val_loader: the validation batches, or None when there is no validation subset."""
+    val_loader: the validation batches, or None when there is no validation subset; trained_on:
+    (K,) uint64 image hashes (sslmae.seen) of the labeled, unlabeled and validation images, kept
+    in both model files (meta `trained_on`, int64 bits) so the promotion gate can check overlap."""
     history.write(out / "history.csv")
     last_epoch = history.rows[-1]["epoch"]  # early stopping may end before train.epochs
-    last = save_model(out / "last.pt", model, cfg, label_names, epoch=last_epoch)
+    seen = {} if trained_on is None else {"trained_on": torch.from_numpy(trained_on.view(np.int64).copy())}
+    last = save_model(out / "last.pt", model, cfg, label_names, epoch=last_epoch, **seen)
     best_epoch, weights = best_weights(best_path) if cfg.train.select == "best" and best_path else (None, None)
     epoch = selected_epoch(cfg.train.select, last_epoch, best_epoch)
     if weights is not None:
@@ -62,7 +67,7 @@ def export_run(model: SSLMAE, cfg: Config, label_names: list[str], history: Epoc
         scores, y = predict_scores(model, val_loader, device)
         thresholds = tune_thresholds(y, scores, cfg.evaluate.threshold)
     best = save_model(out / "model.pt", model, cfg, label_names, epoch=epoch, val_metrics=val_metrics or {},
-                      thresholds=thresholds)
+                      thresholds=thresholds, **seen)
     w_per_epoch = [float(r["w"]) for r in history.rows]
     write_json(out / "metrics.json", {
         "best_epoch": epoch, "epochs": cfg.train.epochs, "epochs_run": last_epoch + 1,

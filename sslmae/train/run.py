@@ -25,6 +25,7 @@ from sslmae.model.modes import MODES
 from sslmae.model.variants import build_model
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.redact import redacted
+from sslmae.seen import image_hashes
 from sslmae.tracking.runs import check_tracking
 from sslmae.tracking.train_log import log_train_end, log_train_start, train_logger
 from sslmae.train.checkpoints import CHECKPOINT_DIR, AtomicCheckpointIO, LoaderPosition, checkpoint_callbacks
@@ -111,7 +112,7 @@ def train(cfg: Config) -> TrainResult:
                            datamodule.label_names, rank_zero=False)
     val_loader = datamodule.val_dataloader() or None
     done = export_run(module.model, cfg, datamodule.label_names, history, best_ckpt.best_model_path or None,
-                      val_loader, out, seconds, module.device)
+                      val_loader, out, seconds, module.device, trained_on=image_hashes(datamodule.seen_ids()))
     log_train_end(logger, cfg.tracking, out)
     return TrainResult(done.model, done.last, done.val_metrics, done.epoch, done.w_per_epoch, done.history, seconds,
                        datamodule.label_names, logger.run_id if logger is not None else None)

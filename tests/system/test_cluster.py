@@ -538,6 +538,36 @@ def test_a_shard_dataset_goes_into_the_store_and_every_step_streams_it(store, tm
         assert not cached
 
 
+def test_the_split_is_frozen_per_experiment_in_the_store(store, tmp_path):
+    """split.frozen (default) with a store: each run's split step carries the experiment's table
+    forward, so an image never changes side when the data grows, and the history grows with it."""
+    import pandas as pd
+
+    from sslmae.datasets.synth import write_synthetic
+    from sslmae.kubeflow.steps import split_step
+
+    params = to_dict(load_config(None, ["tracking.experiment=team a/exp"]))
+    side = {"labeled": "train", "unlabeled": "train", "val": "val", "test": "test"}
+    sides = []
+    for run, n in enumerate((60, 90)):
+        data = write_synthetic(tmp_path / f"data{run}", n=n, size=16, seed=0)
+        result = split_step(params, str(data), str(tmp_path / f"split{run}.csv"), "", store.uri)
+        assert result["frozen_split"] == f"{store.uri}/splits/team-a-exp/split.csv"
+        assert result["kept_from_earlier"] is (run == 1)
+        table = pd.read_csv(tmp_path / f"split{run}.csv")
+        sides.append(dict(zip(table["image"], table["subset"].map(side))))
+    assert all(sides[1][i] == s for i, s in sides[0].items()) and len(sides[1]) == 90
+    area = Store(f"{store.uri}/splits/team-a-exp")
+    assert sorted(area.keys()) == ["split.csv", "split.history.csv"]
+    area.get("split.history.csv", tmp_path / "history.csv")
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history.groupby("generation").size().to_dict() == {0: 60, 1: 30}
+    # starting over is explicit
+    fresh = split_step(to_dict(load_config(None, ["split.frozen=false"])), str(tmp_path / "data1"),
+                       str(tmp_path / "split2.csv"), "", store.uri)
+    assert fresh["frozen_split"] == "" and not fresh["kept_from_earlier"]
+
+
 def test_checkpoints_are_mirrored_and_restored(store, tmp_path):
     ckpts = TrialCheckpoints(store, "run/1", "w0.3", log=lambda *_: None)
     out = tmp_path / "pod1"

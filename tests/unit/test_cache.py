@@ -193,3 +193,18 @@ def test_config_keys(tmp_path):
 
 
 
+
+
+def test_other_caches_go_unless_a_process_holds_them(tmp_path):
+    import fcntl
+
+    for name in ("a", "b", "c"):
+        np.save(tmp_path / f"{name}.npy", np.zeros((2, 4, 4, 3), np.uint8))
+    held = os.open(tmp_path / "b.npy", os.O_RDONLY)  # another open file: another user of the cache
+    fcntl.flock(held, fcntl.LOCK_SH)
+    try:
+        removed = cache_mod.prune(tmp_path, keep=tmp_path / "c.npy")
+    finally:
+        os.close(held)
+    assert [p.name for p, _ in removed] == ["a.npy"]
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["b.npy", "c.npy"]

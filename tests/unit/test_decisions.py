@@ -75,3 +75,35 @@ def test_the_grid_run_logs_only_what_every_trial_shares():
     shared = shared_params([to_dict(trial_config(cfg, t)) for t in trial_names(cfg)])
     assert {"loss.w", "loss.learn_w", "train.out_dir"}.isdisjoint(shared)
     assert shared["model.backbone"] == "mini" and shared["train.betas"] == "[0.9, 0.999]"
+
+
+def test_the_gate_refuses_a_model_scored_on_images_it_trained_on():
+    from sslmae.release import overlap_refusal
+
+    versions = {"challenger": 2, "champion": 1}
+    assert overlap_refusal({"challenger": 0, "champion": 0}, versions, 30, "test", allowed=False) is None
+    assert overlap_refusal({"challenger": 0, "champion": None}, versions, 30, "test", allowed=False) is None
+    said = overlap_refusal({"challenger": 0, "champion": 7}, versions, 30, "test", allowed=False)
+    assert "champion v1 trained on 7 of the 30 test images" in said and "--allow-overlap" in said
+    assert "\n" not in said
+    assert overlap_refusal({"challenger": 0, "champion": 7}, versions, 30, "test", allowed=True) is None
+
+
+def test_the_gate_names_a_changed_label_set():
+    from sslmae.release import label_refusal
+
+    versions = {"challenger": 2, "champion": 1}
+    assert label_refusal({"challenger": ["a", "b"]}, versions) is None
+    assert label_refusal({"challenger": ["a", "b"], "champion": ["a", "b"]}, versions) is None
+    said = label_refusal({"challenger": ["a", "b", "c"], "champion": ["a", "d", "b"]}, versions)
+    assert "added ['c']" in said and "removed ['d']" in said and "not comparable" in said
+    assert "reordered" in label_refusal({"challenger": ["b", "a"], "champion": ["a", "b"]}, versions)
+
+
+def test_image_hashes_name_images_and_count_what_a_model_saw():
+    from sslmae.seen import count_seen, image_hashes
+
+    seen = image_hashes(["a", "b", "c", "b"])
+    assert seen.dtype == np.uint64 and len(seen) == 3 and list(seen) == sorted(seen)
+    assert count_seen(seen, ["c", "d", "e"]) == 1 and count_seen(seen, []) == 0
+    assert count_seen(seen.view(np.int64).view(np.uint64), ["a", "b"]) == 2  # as a model file stores them

@@ -135,3 +135,25 @@ def test_step_factor_counts_batches_of_each_pool():
                           "subset": ["labeled"] * 10 + ["unlabeled"] * 90 + ["val"] * 10 + ["test"] * 10})
     assert step_factor(split, 8) == 12 / 2  # ceil(90 / 8) semi steps per epoch, ceil(10 / 8) labeled-only
     assert step_factor(split, 128) == 1.0
+
+
+def test_a_frozen_split_carries_the_table_forward_and_keeps_a_history(tmp_path):
+    from sslmae.datasets.synth import write_synthetic
+    from sslmae.split import history_file, split_dataset
+
+    small = write_synthetic(tmp_path / "small", n=60, size=16, seed=0)
+    out = tmp_path / "split.csv"
+    first = split_dataset(small, out, fraction=0.3, seed=1, frozen=True, history=history_file(out))
+    grown = write_synthetic(tmp_path / "grown", n=90, size=16, seed=0)  # the same 60 scenes and 30 more
+    second = split_dataset(grown, out, fraction=0.3, seed=5, frozen=True, history=history_file(out))
+    side = {"labeled": "train", "unlabeled": "train", "val": "val", "test": "test"}
+    before = dict(zip(first["image"], first["subset"].map(side)))
+    after = dict(zip(second["image"], second["subset"].map(side)))
+    assert all(after[i] == s for i, s in before.items())  # no image changed side
+    history = pd.read_csv(tmp_path / "split.history.csv")
+    assert list(history.columns) == ["generation", "image", "subset"]
+    assert set(history.loc[history["generation"] == 0, "image"]) == set(first["image"])
+    assert set(history.loc[history["generation"] == 1, "image"]) == set(after) - set(before)
+    # starting over is explicit: without frozen the seed decides afresh
+    third = split_dataset(grown, out, fraction=0.3, seed=5, frozen=False)
+    assert dict(zip(third["image"], third["subset"].map(side))) != after

@@ -22,6 +22,7 @@ from sslmae.atomic import atomic_file
 from sslmae.config.schema import TrackingConfig
 from sslmae.datasets.load import MANIFEST, load_dataset
 from sslmae.datasets.store import Store
+from sslmae.datasets.s3 import _s3_client
 from sslmae.loading.images import decode_rgb
 from sslmae.loading.loaders import shard_reader
 from sslmae.datasets.layouts.files import is_image_name
@@ -84,7 +85,7 @@ class _Images:
     def __init__(self, input_source: str, work: Path, s3_endpoint: str | None, cache_dir: str | None,
                  cache_bytes: int):
         self.source = input_source
-        if _is_dataset(input_source):
+        if _is_dataset(input_source, s3_endpoint):
             data = load_dataset(input_source)
             self.names = list(data.ids)
             reader = shard_reader(data, cache_dir or str(work / "shards"), cache_bytes)
@@ -112,10 +113,11 @@ class _Images:
             return torch.zeros(3, size, size, dtype=torch.uint8), f"unreadable image {origin}: {reason}"
 
 
-def _is_dataset(source: str) -> bool:
-    """An ingested dataset (its manifest at the top), local or on S3."""
+def _is_dataset(source: str, s3_endpoint: str | None = None) -> bool:
+    """An ingested dataset (its manifest at the top), local or on S3 (at `s3_endpoint`, else the
+    AWS_* endpoint)."""
     if source.startswith("s3://"):
-        return Store(source).exists(MANIFEST)
+        return Store(source, _client=_s3_client(s3_endpoint, source) if s3_endpoint else None).exists(MANIFEST)
     return (Path(source) / MANIFEST).is_file()
 
 

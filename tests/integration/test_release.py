@@ -19,7 +19,8 @@ def test_evaluate_and_promote_score_the_same_rows(tmp_path, synth_dir, split_fil
     other = split_dataset(synth_dir, tmp_path / "other.csv", fraction=0.5, val=0.1, test=0.4, seed=9)
     tracked = [o for o in trained_with if not o.startswith(("tracking.", "data.split_file"))] + [
         f"data.split_file={tmp_path / 'other.csv'}", "tracking.enabled=true",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.registered_model=m"]
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.registered_model=m",
+        "tracking.allow_overlap=true"]  # the other split tests images the model trained on: compared on purpose
     assert main(["evaluate", "--model", str(model), *tracked]) == 0
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert scored["n_samples"] == (other["subset"] == "test").sum() != (pd.read_csv(split_file)["subset"] == "test").sum()
@@ -29,6 +30,7 @@ def test_evaluate_and_promote_score_the_same_rows(tmp_path, synth_dir, split_fil
     said = capsys.readouterr().err
     decision = json.loads((tmp_path / "p.json").read_text())
     assert decision["challenger_score"] == scored["macro_auprc"] and decision["subset"] == "test"
+    assert decision["overlap"]["challenger"] > 0  # recorded, and allowed by tracking.allow_overlap
     assert f"evaluated {scored['n_samples']} test images" in said
     # a flag wins over params, for both
     assert main(["evaluate", "--model", str(model), "--subset", "val", "--out", str(tmp_path / "ev_val"),

@@ -116,10 +116,15 @@ def test_a_streamed_trial_killed_mid_epoch_resumes_at_that_batch(both, split_fil
     proc = subprocess.Popen([*SSLMAE, "train", *over, f"train.out_dir={out}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     ckpt, deadline = last_checkpoint(out), time.monotonic() + 300
-    while not (ckpt.is_file() and _mid_epoch(ckpt, per_epoch)):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    while True:  # stop the run, and kill it only while its last checkpoint is a mid-epoch one
+        while not (ckpt.is_file() and _mid_epoch(ckpt, per_epoch)):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        if _mid_epoch(ckpt, per_epoch):  # no newer checkpoint landed meanwhile (writes are atomic renames)
+            break
+        os.killpg(proc.pid, signal.SIGCONT)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     state = torch.load(ckpt, weights_only=True)

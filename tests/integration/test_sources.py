@@ -33,7 +33,8 @@ def test_local_folder_is_returned_as_is(tmp_path):
     ("missing_dir", "no such folder"),
     ("notes.txt", "not a folder"),
     ("missing.zip", "archive not found"),
-    ("http://example.com/ds.zip", "unsupported source"),
+    ("http://127.0.0.1:9/ds.zip", "cannot download"),  # nothing listens on port 9
+    ("https://example.com/data/ds", "must name an archive"),
     ("gs://bucket/ds", "unsupported source"),
     ("s3:///no-bucket", "no bucket"),
 ])

@@ -49,7 +49,9 @@ def lineage_is_followable(cfg, sel, ev, tmp_path, tracked, bucket, s3_server):
     assert version.source == f"{trial.info.artifact_uri}/model"
     kinds = [r.data.tags["sslmae.kind"] for r in runs(cfg.tracking.experiment)]
     assert "register" not in kinds  # no second copy of the model file
-    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+    exp_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id  # the bucket is shared by tests
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"artifacts/{exp_id}/")
+            .get("Contents", [])]
     assert sum(k.endswith("/model/model.pt") for k in keys) == 3  # one per trial, none for the registry
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     every = runs(cfg.tracking.experiment)

@@ -27,7 +27,7 @@ from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.tracking.lineage import file_sha256, training_run
 from sslmae.tracking.runs import (check_tracking, client, flat_params, log_files, log_metrics, mlflow_module,
                                   mlflow_run)
-from sslmae.train.model_file import load_model, read_weights_only
+from sslmae.train.model_file import load_model
 
 
 WEIGHTS_TAG = "sslmae.weights_sha256"
@@ -106,10 +106,9 @@ def scored_ids(cfg: Config) -> list[str]:
     return [data.ids[i] for i in np.flatnonzero(np.isin(subsets, SUBSET_GROUPS[cfg.evaluate.split]))]
 
 
-def overlap(model_path: Path, ids: list[str]) -> int | None:
-    """How many of `ids` the model trained on (its model file's `trained_on`); None for a model
-    file made before sslmae recorded them."""
-    meta = read_weights_only(model_path, "sslmae model file").get("meta", {})
+def overlap(meta: dict, ids: list[str]) -> int | None:
+    """How many of `ids` the model trained on (`trained_on` in its model file's meta); None for a
+    model file made before sslmae recorded them."""
     if "trained_on" not in meta:
         return None
     return count_seen(meta["trained_on"].numpy().view(np.uint64), ids)
@@ -161,8 +160,8 @@ def promote(cfg: Config, out: str | Path | None = None) -> dict:
             if version is None:
                 continue
             paths[role] = resolve_model(f"models:/{name}/{version.version}", tracking, Path(tmp) / role)
-            versions[role], overlaps[role] = int(version.version), overlap(paths[role], ids)
-            labels[role] = load_model(paths[role])[2]
+            _, _, labels[role], meta = load_model(paths[role])  # one read: labels and trained-on images
+            versions[role], overlaps[role] = int(version.version), overlap(meta, ids)
         for refusal in (label_refusal(labels, versions),
                         overlap_refusal(overlaps, versions, len(ids), cfg.evaluate.split, tracking.allow_overlap)):
             if refusal:

@@ -29,6 +29,7 @@ from sslmae.datasets.layouts.files import is_image_name
 from sslmae.datasets.sources import materialize
 from sslmae.inference import predict_scores
 from sslmae.metrics import DECISIONS
+from sslmae.metrics.decisions import decision_thresholds
 from sslmae.outputs import claim_file, work_dir
 from sslmae.progress import Stopwatch, progress
 from sslmae.tracking.models import resolve_model
@@ -49,17 +50,6 @@ def parse_thresholds(choice: str) -> str | float:
     if not 0 < value < 1:
         raise ValueError(f"--thresholds: must be 'tuned' or a number in (0, 1), got {choice!r}")
     return value
-
-
-def _thresholds(choice: str | float, meta: dict, n: int, task: str) -> tuple[np.ndarray, str]:
-    if task == "mcc":  # one class per image: the highest score, no threshold
-        return np.full(n, 0.5), "none: multi-class, the highest-scoring class"
-    if choice == "tuned":
-        tuned = meta.get("thresholds")
-        if tuned:
-            return np.asarray(tuned, dtype=np.float64), "tuned on validation"
-        return np.full(n, 0.5), "0.5 (the model has no tuned thresholds)"
-    return np.full(n, float(choice)), str(choice)
 
 
 def is_predictions(path: Path) -> bool:
@@ -149,7 +139,7 @@ def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str 
         model, mcfg, labels, meta = load_model(resolve_model(model_uri, tracking, Path(work) / "model"))
         images = _Images(input_source, Path(work), s3_endpoint, cache_dir, cache_bytes)
         scores, errors = _scores(model, images, mcfg.data.img_size, batch_size, log)
-    thr, how = _thresholds(thresholds, meta, len(labels), mcfg.data.task)
+    thr, how = decision_thresholds(thresholds, meta, len(labels), mcfg.data.task)
     pred = DECISIONS[mcfg.data.task](scores, thr)  # per-class thresholds broadcast over rows
     table = pd.DataFrame({"image": images.names, "error": errors})
     for j, name in enumerate(labels):

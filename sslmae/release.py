@@ -3,8 +3,9 @@ to `champion` only when it beats the champion on the same frozen test split (bot
 re-evaluated here, on the rows `sslmae evaluate` scores, so this sits above evaluate). The rule
 itself is a pure function (`promotion`).
 
-A version's source is the run artifact folder holding model.pt (sslmae's weights_only
-model file); its tags carry the label names, input size, task and test metrics.
+A version's source is an MLflow Model (pyfunc flavor, logged from code: sslmae.serving.pyfunc)
+holding model.pt, sslmae's weights_only model file; its tags carry the label names, input size,
+task and test metrics.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from sslmae.seen import count_seen
 from sslmae.split import SUBSET_GROUPS, read_split
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.tracking.lineage import file_sha256, training_run
-from sslmae.tracking.runs import (check_tracking, client, flat_params, log_files, log_metrics, mlflow_module,
+from sslmae.tracking.mlflow_model import log_mlflow_model
+from sslmae.tracking.runs import (check_tracking, client, flat_params, log_metrics, mlflow_module,
                                   mlflow_run)
 from sslmae.train.model_file import load_model
 
@@ -33,24 +35,30 @@ from sslmae.train.model_file import load_model
 WEIGHTS_TAG = "sslmae.weights_sha256"
 
 
-def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str]:
-    """(artifact URI of the folder holding model.pt, run id) for a new version: the training run
-    that made the weights (lineage, and the file stored once), when it logged them; else a
-    `register` run that logs the file itself, with the model's params."""
+def _logged_model(mlflow_client, run_id: str) -> str | None:
+    """The id of the MLflow Model that run `run_id` logged (its latest), if any."""
+    outputs = getattr(mlflow_client.get_run(run_id), "outputs", None)
+    models = list(getattr(outputs, "model_outputs", None) or [])
+    return models[-1].model_id if models else None
+
+
+def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str, str]:
+    """(source URI, run id, MLflow Model id) for a new version: the MLflow Model the training run
+    logged with the file inside (lineage, and the weights stored once). A training run from before
+    sslmae logged MLflow Models gets one now; a file with no training run on record, a `register`
+    run that logs it with the model's params."""
     mlflow_client = client(cfg.tracking)
     run_id = training_run(model_path)
     if run_id is not None:
         try:
-            run = mlflow_client.get_run(run_id)
-            logged = {a.path for a in mlflow_client.list_artifacts(run_id, "model")}
+            model_id = _logged_model(mlflow_client, run_id) or log_mlflow_model(cfg.tracking, run_id, model_path)
+            return f"models:/{model_id}", run_id, model_id
         except Exception:  # recorded in another tracking store, or deleted since
-            logged = set()
-        if "model/model.pt" in logged:
-            return f"{run.info.artifact_uri}/model", run_id
+            pass
     with mlflow_run(cfg.tracking, name="register", kind="register") as run:
         mlflow_module().log_params(flat_params(redacted(to_dict(mcfg))))
-        log_files(cfg.tracking, run.info.run_id, {"model": model_path}, artifact_path="model")
-        return f"{run.info.artifact_uri}/model", run.info.run_id
+        model_id = log_mlflow_model(cfg.tracking, run.info.run_id, model_path)
+        return f"models:/{model_id}", run.info.run_id, model_id
 
 
 def _version_with(mlflow_client, name: str, sha256: str):
@@ -77,11 +85,11 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
     version = _version_with(mlflow_client, name, sha256)
     created = version is None
     if created:
-        source, run_id = _model_source(cfg, model_path, mcfg)
+        source, run_id, model_id = _model_source(cfg, model_path, mcfg)
         tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
                 "backbone": mcfg.model.backbone, "variant": mcfg.model.variant, WEIGHTS_TAG: sha256,
                 **{f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
-        version = mlflow_client.create_model_version(name, source=source, run_id=run_id, tags=tags)
+        version = mlflow_client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
     info = {"name": name, "version": int(version.version), "alias": CHALLENGER, "run_id": version.run_id,
             "source": version.source, "created": created}

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 
 from sslmae.cli.commands import (config, evaluate, fractions, grid, ingest, pipeline, predict, promote, register,
-                                 report, split, synth, train)
+                                 report, serve, split, synth, train)
 
 # in the order `sslmae --help` lists them
 COMMANDS = {"synth": synth, "ingest": ingest, "split": split, "config": config, "train": train,
-            "evaluate": evaluate, "grid": grid, "register": register, "promote": promote, "predict": predict,
+            "evaluate": evaluate, "grid": grid, "register": register, "promote": promote, "predict": predict, "serve": serve,
             "pipeline": pipeline, "fractions": fractions, "report": report}
 
 

@@ -27,10 +27,16 @@ def decode_rgb(source: Path | bytes, size: int) -> np.ndarray:
     The one decoding rule: `load_image`, the cache builder and the shard datasets all call it, so
     a cached row or a shard's image holds exactly the pixels `load_image` returns for the file."""
     with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.array(im, dtype=np.uint8)  # a copy owned by numpy, not PIL's buffer
+        return rgb_array(im, size)
+
+
+def rgb_array(im: Image.Image, size: int) -> np.ndarray:
+    """An opened image -> (size, size, 3) uint8 RGB: decode_rgb's rule, for callers that check
+    the header (size, format) before paying for the decode (the model server)."""
+    im = im.convert("RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.array(im, dtype=np.uint8)  # a copy owned by numpy, not PIL's buffer
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:

@@ -19,3 +19,16 @@ def argmax_decision(scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 DECISIONS = {"mlc": threshold_decision, "mcc": argmax_decision}
+
+
+def decision_thresholds(choice: str | float, meta: dict, n: int, task: str) -> tuple[np.ndarray, str]:
+    """(C,) thresholds for a model file's decisions, and how they were chosen: its tuned ones
+    (`choice` "tuned"; 0.5 where it has none), one fixed number, or none at all (mcc: argmax)."""
+    if task == "mcc":  # one class per image: the highest score, no threshold
+        return np.full(n, 0.5), "none: multi-class, the highest-scoring class"
+    if choice == "tuned":
+        tuned = meta.get("thresholds")
+        if tuned:
+            return np.asarray(tuned, dtype=np.float64), "tuned on validation"
+        return np.full(n, 0.5), "0.5 (the model has no tuned thresholds)"
+    return np.full(n, float(choice)), str(choice)

@@ -1,4 +1,6 @@
-"""Model files from the MLflow model registry: `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
+"""Model files from the MLflow model registry: `models:/NAME@ALIAS` or `models:/NAME/VERSION` (an
+MLflow Model holding the file, or, for versions registered before sslmae logged those, a folder
+holding model.pt)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ BAR_VAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @contextlib.contextmanager
-def _download_bar_only_on_a_terminal() -> Iterator[None]:
+def download_bar_only_on_a_terminal() -> Iterator[None]:
     """MLflow draws a tqdm bar per download; in DVC logs and pods it is a line of carriage
     returns. Off there unless the user set MLflow's own switch."""
     if sys.stderr.isatty() or BAR_VAR in os.environ:
@@ -40,11 +42,13 @@ def resolve_model(uri: str, tracking: TrackingConfig | None = None, workdir: str
     check_reachable(mlflow.get_tracking_uri())
     dst = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sslmae-model-"))
     try:
-        with _download_bar_only_on_a_terminal():
+        with download_bar_only_on_a_terminal():
             folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except Exception as exc:  # unknown name, alias or version
         raise ValueError(f"{uri}: cannot load from the model registry at {mlflow.get_tracking_uri()}: {exc}") from None
-    found = sorted(folder.rglob("model.pt"))
+    # an MLflow Model keeps the model file among its artifacts; versions registered before
+    # sslmae logged MLflow Models are a folder holding model.pt
+    found = sorted((folder / "artifacts").glob("*")) if (folder / "MLmodel").is_file() else sorted(folder.rglob("model.pt"))
     if not found:
-        raise ValueError(f"{uri}: the registered artifacts hold no model.pt")
+        raise ValueError(f"{uri}: the registered artifacts hold no sslmae model file")
     return found[0]

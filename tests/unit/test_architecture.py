@@ -16,7 +16,7 @@ LAYERS = [
     ("sslmae.tracking",),
     ("sslmae.train",),
     ("sslmae.evaluate", "sslmae.predict", "sslmae.grid"),
-    ("sslmae.fractions", "sslmae.release"),
+    ("sslmae.fractions", "sslmae.release", "sslmae.serving"),
     ("sslmae.kubeflow",),
     ("components", "pipelines"),
     ("sslmae.cli",),

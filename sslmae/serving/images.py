@@ -1,0 +1,69 @@
+"""One image of a request, checked before it is decoded: base64 text -> bytes -> (S, S, 3) uint8.
+
+Every way an image can be wrong is a `BadImage` whose message names the problem; the server
+answers it with a 4xx and keeps serving. The header is read first (PIL opens lazily), so a
+decompression bomb (a small file that claims 20,000 x 20,000 pixels) is refused before a
+single pixel is allocated."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sslmae.loading.images import rgb_array
+
+
+class BadImage(ValueError):
+    """An image a request sent that cannot be scored; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What the server accepts of one image (pixels are width x height as the header states)."""
+
+    max_pixels: int = 40_000_000  # a 6,300 x 6,300 tile; PIL itself refuses bombs only at 179 MP
+    min_side: int = 8  # smaller says nothing at any input size; a 1 x 1 image is a client bug
+
+
+def from_base64(text, where: str) -> bytes:
+    """base64 text (str or bytes, standard or URL-safe alphabet) -> the encoded image's bytes."""
+    if isinstance(text, dict) and set(text) == {"b64"}:  # v1's {"b64": ...} convention
+        text = text["b64"]
+    if not isinstance(text, (str, bytes)):
+        raise BadImage(f"{where}: expected base64 text of an encoded image, got {type(text).__name__}")
+    if not text:
+        raise BadImage(f"{where}: empty")
+    try:
+        raw = text.encode("ascii") if isinstance(text, str) else text
+        return base64.b64decode(raw.replace(b"-", b"+").replace(b"_", b"/"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise BadImage(f"{where}: not base64 text") from None
+
+
+def decode_image(data: bytes, size: int, limits: ImageLimits, where: str) -> np.ndarray:
+    """Encoded image bytes -> (size, size, 3) uint8 RGB, by the rule training used (decode_rgb)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w * h > limits.max_pixels:
+                    raise BadImage(f"{where}: {w} x {h} pixels is above the server's limit of "
+                                   f"{limits.max_pixels:,} pixels (a decompression bomb, or a tile to cut first)")
+                if min(w, h) < limits.min_side:
+                    raise BadImage(f"{where}: {w} x {h} pixels is below the {limits.min_side}-pixel minimum side")
+                return rgb_array(im, size)
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage(f"{where}: not an image PIL can read (JPEG, PNG, TIFF, WebP, ...)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"{where}: refused as a decompression bomb") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, damaged, unsupported mode
+        raise BadImage(f"{where}: damaged or truncated image ({' '.join(str(exc).split())[:100]})") from None

@@ -1,0 +1,82 @@
+"""A model file logged as an MLflow Model (a LoggedModel of the run that made it): the pyfunc
+flavor "from code" (sslmae/serving/mlflow_code.py, a file MLflow copies, not an import of a
+higher layer), the model file itself as its one artifact (the weights stored once), the sslmae
+code it runs, a signature and input example, and pip requirements pinned to the versions this
+install runs (what the project tests)."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import io
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from sslmae.config.schema import TrackingConfig
+from sslmae.tracking.models import download_bar_only_on_a_terminal
+from sslmae.tracking.runs import mlflow_module, tracking_uri
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the sslmae package: bundled, so the model runs where sslmae is not installed
+CODE_FILE = PACKAGE / "serving" / "mlflow_code.py"
+NAME = "model"  # the LoggedModel's name in its run
+ARTIFACT = "model_file"  # sslmae.serving.pyfunc.ARTIFACT
+
+
+def requirements() -> list[str]:
+    """sslmae's own runtime dependencies and MLflow, each pinned to the installed version."""
+    names = ["mlflow"] + [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in metadata.requires("sslmae") or []
+                          if "extra ==" not in r]
+    return [f"{n}=={metadata.version(n)}" for n in dict.fromkeys(names)]
+
+
+def signature(labels: list[str]):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    outputs = [ColSpec("double", f"prob_{name}") for name in labels] + [ColSpec("string", "predicted")]
+    return ModelSignature(inputs=Schema([ColSpec("binary", "image")]), outputs=Schema(outputs))
+
+
+def input_example(img_size: int) -> pd.DataFrame:
+    """One encoded PNG at the model's input size (a gradient: a real image, not zeros)."""
+    ramp = np.linspace(0, 255, img_size, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (img_size, 1)), np.tile(ramp[:, None], (1, img_size)),
+                       np.full((img_size, img_size), 128, np.uint8)], axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return pd.DataFrame({"image": [buf.getvalue()]})
+
+
+def _code_copy(dst: Path) -> Path:
+    """The sslmae package without caches, as the model's code path."""
+    shutil.copytree(PACKAGE, dst / "sslmae", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dst / "sslmae"
+
+
+def _labels_and_size(model_path: Path) -> tuple[list[str], int]:
+    """From the model file itself (a weights-only dict: sslmae.train.model_file writes it)."""
+    payload = torch.load(model_path, map_location="cpu", weights_only=True)
+    return list(payload["label_names"]), int(payload["config"]["data"]["img_size"])
+
+
+def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Path) -> str:
+    """Log `model_path` as the MLflow Model of run `run_id`; -> its model id (models:/<id>)."""
+    labels, img_size = _labels_and_size(Path(model_path))
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(tracking_uri(tracking))
+    with tempfile.TemporaryDirectory(prefix="sslmae-mlmodel-") as tmp, download_bar_only_on_a_terminal(), \
+            warnings.catch_warnings():
+        # the signature states the input; MLflow's type-hint inference is not wanted
+        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
+        info = mlflow.models.Model.log(
+            artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id, python_model=str(CODE_FILE),
+            artifacts={ARTIFACT: str(model_path)}, code_paths=[str(_code_copy(Path(tmp)))],
+            signature=signature(labels), input_example=input_example(img_size), pip_requirements=requirements())
+    return info.model_id

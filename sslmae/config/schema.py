@@ -129,7 +129,13 @@ class ModelConfig(Section):
     rec_target: one_of(REC_TARGETS) = "raw"  # raw: the augmented [0, 1] pixels; normalized: the encoder input
     head: one_of(HEADS) = "linear"  # linear: the paper's FC; mlp: the authors' code
     drop_path: float = Field(0.1, ge=0.0, lt=1.0)
-    pretrained: Optional[str] = None  # local weights file; None = random init
+    # where the encoder starts: a local file, timm[:ARCH.TAG], hf-hub:ORG/NAME[@REV][/FILE], s3://, https://,
+    # rs:NAME (sslmae.model.weights_sources); None = random init
+    pretrained: Optional[str] = None
+    # the encoder's input normalisation, 3 values each; None: the weights' own statistics when
+    # model.pretrained states them (timm, a timm Hub repo, rs:NAME), else ImageNet's
+    pixel_mean: Optional[Annotated[list[float], Field(min_length=3, max_length=3)]] = None
+    pixel_std: Optional[Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=3, max_length=3)]] = None
 
 
 class LossConfig(Section):

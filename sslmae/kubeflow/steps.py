@@ -57,6 +57,14 @@ def scratch_dir() -> Path:
     return Path(tempfile.gettempdir()) / "sslmae-scratch"
 
 
+def weights_caches() -> None:
+    """Pretrained weights (model.pretrained) cached on the scratch volume: HF_HOME and TORCH_HOME
+    under it, each only when the pod does not set it (a pre-staged cache mounted elsewhere wins)."""
+    for var, sub in (("HF_HOME", "huggingface"), ("TORCH_HOME", "torch")):
+        if not os.environ.get(var):
+            os.environ[var] = str(scratch_dir() / "weights" / sub)
+
+
 def local_dataset(artifact: str) -> str:
     """The dataset behind a dataset artifact: a local folder (fetched when it is a reference), or
     a shard dataset's URI in the store (streamed, never fetched whole)."""
@@ -155,6 +163,7 @@ def trial_step(params: dict, dataset_dir: str, split_file: str, trial: str, out_
     """One grid trial trained into out_dir. It resumes there if the container restarted; with a
     store it also resumes in a new pod (a KFP retry), from the checkpoints stored under the run
     and trial, which it keeps up to date while it trains."""
+    weights_caches()
     dataset_dir = local_dataset(dataset_dir)
     cfg = updated(trial_config(config_for(params, {"data.dir": dataset_dir, "data.split_file": split_file}), trial),
                   {"train.out_dir": out_dir})

@@ -2,7 +2,7 @@
 
 `BACKBONES[name](img_size, patch_size, drop_path)` builds a randomly initialised timm
 `VisionTransformer` without a head; `load_pretrained` fills it from a local weights file
-(no downloads anywhere). `micro` and `mini` are small custom sizes for tests and CPU runs.
+(sslmae.model.weights_sources fetches remote ones into the libraries' caches first). `micro` and `mini` are small custom sizes for tests and CPU runs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Callable
 
 import timm
 import torch
-from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from sslmae.model.checkpoint_keys import encoder_state, read_state_dict
 
 Factory = Callable[..., VisionTransformer]
 
@@ -33,13 +34,14 @@ def _timm(model_name: str, img_size: int, patch_size: int, drop_path: float):
     )
 
 
+# the timm architecture behind each timm-built size (`model.pretrained: timm` takes its default tag)
+TIMM_NAMES = {"tiny": "deit_tiny_patch16_224", "small": "deit_small_patch16_224",
+              "base": "deit_base_patch16_224", "large": "vit_large_patch16_224"}
+
 BACKBONES: dict[str, Factory] = {
     "micro": partial(_custom, 32, 2, 2),  # unit tests
     "mini": partial(_custom, 128, 4, 4),  # CPU default on the synthetic data
-    "tiny": partial(_timm, "deit_tiny_patch16_224"),
-    "small": partial(_timm, "deit_small_patch16_224"),
-    "base": partial(_timm, "deit_base_patch16_224"),
-    "large": partial(_timm, "vit_large_patch16_224"),
+    **{size: partial(_timm, name) for size, name in TIMM_NAMES.items()},
 }
 
 
@@ -51,48 +53,29 @@ def build_backbone(name: str, img_size: int, patch_size: int, drop_path: float =
     return factory(img_size=img_size, patch_size=patch_size, drop_path=drop_path)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)  # never arbitrary pickles
-    for key in ("model", "state_dict", "module"):  # common wrappers (DeiT, Lightning, DDP)
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-    return obj
-
-
-def _without_distillation(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A distilled DeiT (cls + dist token) as a plain ViT: the distillation token, its position
-    embedding (the second) and its head dropped, as the authors rebuild it (model.py:145-161)."""
-    if "dist_token" not in state:
-        return state
-    state = {k: v for k, v in state.items() if k != "dist_token" and not k.startswith("head_dist.")}
-    if "pos_embed" in state:
-        pos = state["pos_embed"]
-        state["pos_embed"] = torch.cat([pos[:, :1], pos[:, 2:]], dim=1)
-    return state
-
-
-def load_pretrained(encoder: VisionTransformer, path: str | Path) -> list[str]:
-    """Load encoder weights from a local file (.pth/.pt/.bin via weights_only, or .safetensors).
+def load_pretrained(encoder: VisionTransformer, path: str | Path, source: str | None = None) -> list[str]:
+    """Load encoder weights from a local file (.pth/.pt/.bin via weights_only, or .safetensors) in
+    any layout sslmae.model.checkpoint_keys maps (timm, distilled DeiT, MAE/SatMAE, Lightning).
 
     Position embeddings and patch embeddings are resampled to the encoder's image and
     patch size by timm's filter. Heads in the file are ignored. Returns the encoder keys
-    the file did not provide; raises ValueError if it provided none of them.
+    the file did not provide; raises ValueError if it provided none of them. source: what the
+    user named (a URL, `hf-hub:...`), shown in errors instead of the cached file.
     """
     path = Path(path)
+    shown = source or str(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.pretrained: weights file not found: {path}")
     try:
-        state = _read_state_dict(path)
+        state = read_state_dict(path)
     except Exception as exc:  # corrupt file, pickle with code, wrong format
-        raise ValueError(f"model.pretrained: cannot read {path}: {exc}") from None
-    state = {k.removeprefix("module.").removeprefix("encoder."): v for k, v in state.items()}
-    state = _without_distillation(state)
-    state = checkpoint_filter_fn(state, encoder)
+        raise ValueError(f"model.pretrained: cannot read {shown}: {exc}") from None
+    state = checkpoint_filter_fn(encoder_state(state), encoder)
     own = encoder.state_dict()
     usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     if not usable:
-        raise ValueError(f"model.pretrained: {path} holds no weights matching this encoder")
+        raise ValueError(f"model.pretrained: {shown} holds no weights matching this encoder "
+                         f"({encoder.embed_dim} wide, {len(encoder.blocks)} blocks): choose weights of "
+                         "this model.backbone's architecture, or the backbone of these weights")
     encoder.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))

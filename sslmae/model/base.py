@@ -16,8 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sslmae.augment.pixels import MEAN, STD
 from sslmae.model.masks import mask_to_pixels, random_patch_mask, visible_count
 from sslmae.model.backbone import build_backbone, load_pretrained
+from sslmae.model.weights_sources import fetch_weights
 from sslmae.model.head import HEADS
 from sslmae.model.losses import CLS_LOSSES, REC_LOSSES, REC_TARGETS
 from sslmae.model.modes import MODES
@@ -47,6 +49,8 @@ class SSLMAE(nn.Module):
         learn_w: bool = False,
         drop_path: float = 0.0,
         pretrained: str | None = None,
+        pixel_mean: tuple[float, ...] | None = None,
+        pixel_std: tuple[float, ...] | None = None,
     ):
         super().__init__()
         self.task, self.mode = task, MODES[mode]
@@ -56,8 +60,11 @@ class SSLMAE(nn.Module):
         # the authors mask the baseline's input too and pool its visible tokens
         self.masked = self.mode.reconstruct or baseline_mask
         self.encoder = build_backbone(backbone, img_size, patch_size, drop_path)
-        if pretrained:
-            load_pretrained(self.encoder, pretrained)
+        if pretrained:  # any source sslmae.model.weights_sources knows, from its cache when fetched before
+            load_pretrained(self.encoder, fetch_weights(pretrained, backbone).path, pretrained)
+        # the statistics the encoder's input is normalised with (ImageNet's unless the weights had others)
+        self.pixel_mean = tuple(pixel_mean or MEAN)
+        self.pixel_std = tuple(pixel_std or STD)
         self.head = HEADS[head](self.embed_dim, num_classes)
         # the baseline has no reconstruction term, so its objective is L_cls alone (w = 1)
         self.weight = LossWeight(w if self.mode.reconstruct else 1.0, learn_w and self.mode.reconstruct)
@@ -68,7 +75,8 @@ class SSLMAE(nn.Module):
         return dict(mode=loss.mode, backbone=model.backbone, patch_size=model.patch_size, mask_ratio=model.mask_ratio,
                     mask_patch_size=model.mask_patch_size, mask_count=model.mask_count, rec_loss=model.rec_loss,
                     rec_target=model.rec_target, head=model.head, baseline_mask=loss.baseline_mask, w=loss.w,
-                    learn_w=loss.learn_w, drop_path=model.drop_path, pretrained=model.pretrained)
+                    learn_w=loss.learn_w, drop_path=model.drop_path, pretrained=model.pretrained,
+                    pixel_mean=model.pixel_mean, pixel_std=model.pixel_std)
 
     @property
     def embed_dim(self) -> int:

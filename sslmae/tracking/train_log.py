@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from sslmae.config.schema import TrackingConfig
+from sslmae.redact import redact
 from sslmae.report import plots
 from sslmae.tracking.lineage import lineage_tags, log_dataset, record_run, recorded_run_id, run_label
 from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, tracking_uri
@@ -42,6 +43,15 @@ def log_train_start(logger: MLFlowLogger | None, params: dict, data_dir: str | P
         logger.log_hyperparams(flat_params(params))
         log_dataset(logger.experiment, logger.run_id, data_dir, "train")
     record_run(out_dir, logger.experiment.get_run(logger.run_id))
+
+
+def log_pretrained(logger: MLFlowLogger | None, provenance: dict[str, str] | None) -> None:
+    """The starting weights as tags of the run: `sslmae.pretrained.source`, `.revision` (Hub commit or
+    ETag), `.file`, `.sha256` (of the bytes loaded)."""
+    if logger is None or not provenance:
+        return
+    for key, value in provenance.items():
+        logger.experiment.set_tag(logger.run_id, f"sslmae.pretrained.{key}", redact(str(value)))
 
 
 def log_train_end(logger: MLFlowLogger | None, tracking: TrackingConfig, out: Path) -> None:

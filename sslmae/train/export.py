@@ -47,15 +47,18 @@ def selected_epoch(select: str, last_epoch: int, best_epoch: int | None) -> int:
 
 def export_run(model: SSLMAE, cfg: Config, label_names: list[str], history: EpochHistory, best_path: str | None,
                val_loader, out: Path, seconds: float, device: torch.device,
-               trained_on: np.ndarray | None = None) -> Exported:
+               trained_on: np.ndarray | None = None, pretrained: dict[str, str] | None = None) -> Exported:
     """Write the run's files (module docstring). model: the network as training left it (its
     weights become the selected epoch's); best_path: the best-weights checkpoint, if any;
     val_loader: the validation batches, or None when there is no validation subset; trained_on:
     (K,) uint64 image hashes (sslmae.seen) of the labeled, unlabeled and validation images, kept
-    in both model files (meta `trained_on`, int64 bits) so the promotion gate can check overlap."""
+    in both model files (meta `trained_on`, int64 bits) so the promotion gate can check overlap;
+    pretrained: the starting weights' provenance (sslmae.train.pretrained), meta `pretrained` of both."""
     history.write(out / "history.csv")
     last_epoch = history.rows[-1]["epoch"]  # early stopping may end before train.epochs
     seen = {} if trained_on is None else {"trained_on": torch.from_numpy(trained_on.view(np.int64).copy())}
+    if pretrained:
+        seen["pretrained"] = dict(pretrained)
     last = save_model(out / "last.pt", model, cfg, label_names, epoch=last_epoch, **seen)
     best_epoch, weights = best_weights(best_path) if cfg.train.select == "best" and best_path else (None, None)
     epoch = selected_epoch(cfg.train.select, last_epoch, best_epoch)

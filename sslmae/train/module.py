@@ -62,7 +62,7 @@ class SSLMAEModule(L.LightningModule):
         raw = to_unit(imgs)
         if self.training:
             raw = augment_batch(raw, labeled, *self.streams)
-        return normalize(raw), raw, targets, labeled
+        return normalize(raw, self.model.pixel_mean, self.model.pixel_std), raw, targets, labeled
 
     # -- training -------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int):

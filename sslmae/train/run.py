@@ -27,12 +27,13 @@ from sslmae.outputs import claim_folder, write_marker
 from sslmae.redact import redacted
 from sslmae.seen import image_hashes
 from sslmae.tracking.runs import check_tracking
-from sslmae.tracking.train_log import log_train_end, log_train_start, train_logger
+from sslmae.tracking.train_log import log_pretrained, log_train_end, log_train_start, train_logger
 from sslmae.train.checkpoints import CHECKPOINT_DIR, AtomicCheckpointIO, LoaderPosition, checkpoint_callbacks
 from sslmae.train.datamodule import SSLDataModule
 from sslmae.train.export import export_run
 from sslmae.train.history import EpochHistory
 from sslmae.train.module import SSLMAEModule
+from sslmae.train.pretrained import settle_pretrained
 from sslmae.train.quiet import quiet_lightning
 from sslmae.train.resume import resume_path
 
@@ -79,6 +80,7 @@ def train(cfg: Config) -> TrainResult:
     t = cfg.train
     out = claim_folder(t.out_dir, "train", legacy=(f"{CHECKPOINT_DIR}/last.ckpt",))
     check_tracking(cfg.tracking)
+    cfg, pretrained = settle_pretrained(cfg)  # fetched and checked before any data is read
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     params = redacted(to_dict(cfg))  # what checkpoints, MLflow and the resume check see
     datamodule = SSLDataModule(cfg.data, t.batch_size, MODES[cfg.loss.mode].unlabeled, cfg.seed,
@@ -100,6 +102,7 @@ def train(cfg: Config) -> TrainResult:
             out.mkdir(parents=True, exist_ok=True)
             write_marker(out, "train")
             log_train_start(logger, params, cfg.data.dir, out, resumed=ckpt is not None)
+            log_pretrained(logger, pretrained)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
         except SystemExit:
@@ -112,7 +115,8 @@ def train(cfg: Config) -> TrainResult:
                            datamodule.label_names, rank_zero=False)
     val_loader = datamodule.val_dataloader() or None
     done = export_run(module.model, cfg, datamodule.label_names, history, best_ckpt.best_model_path or None,
-                      val_loader, out, seconds, module.device, trained_on=image_hashes(datamodule.seen_ids()))
+                      val_loader, out, seconds, module.device, trained_on=image_hashes(datamodule.seen_ids()),
+                      pretrained=pretrained)
     log_train_end(logger, cfg.tracking, out)
     return TrainResult(done.model, done.last, done.val_metrics, done.epoch, done.w_per_epoch, done.history, seconds,
                        datamodule.label_names, logger.run_id if logger is not None else None)

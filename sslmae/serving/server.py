@@ -7,10 +7,8 @@ process then exits 0: a pod being replaced drops no request."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,9 @@ from pathlib import Path
 from sslmae.config.schema import TrackingConfig
 from sslmae.serving.batcher import Batcher
 from sslmae.serving.images import ImageLimits
+from sslmae.serving.kserve_model import import_kserve, kserve_model
+from sslmae.serving.limits import RequestLimits
+from sslmae.serving.predictor import Predictor
 from sslmae.serving.scorer import Scorer
 from sslmae.tracking.models import resolve_model
 
@@ -35,18 +36,6 @@ class ServeOptions:
     grace_s: int = 30
 
 
-@contextlib.contextmanager
-def _argv_alone():
-    """kserve.model_server parses sys.argv when it is imported (parse_known_args, which takes
-    abbreviations: our --model would become its --model_name); let it see no arguments."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 @functools.cache  # prometheus_client refuses a second metric of one name in its process-wide registry
 def _batch_histogram():
     """sslmae_batch_images on KServe's /metrics: how full the forward passes are."""
@@ -56,13 +45,11 @@ def _batch_histogram():
                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 
-def build_predictor(model_file: str | Path, opts: ServeOptions):
-    """The registered predictor object, ready to answer (the model loaded)."""
-    with _argv_alone():
-        from sslmae.serving.predictor import SSLMAEPredictor
+def build_predictor(model_file: str | Path, opts: ServeOptions) -> Predictor:
+    """The predictor, ready to answer (the model loaded)."""
     scorer = Scorer.from_file(model_file, ImageLimits(max_pixels=opts.max_pixels))
     batcher = Batcher(scorer.scores, opts.max_batch, opts.max_wait_ms, opts.batching, observe=_batch_histogram().observe)
-    return SSLMAEPredictor(opts.name, scorer, batcher, opts.decode_threads)
+    return Predictor(scorer, batcher, opts.decode_threads)
 
 
 def serve(model_uri: str, opts: ServeOptions, tracking: TrackingConfig | None = None, log=print) -> None:
@@ -70,12 +57,9 @@ def serve(model_uri: str, opts: ServeOptions, tracking: TrackingConfig | None = 
     with tempfile.TemporaryDirectory(prefix="sslmae-serve-") as work:
         model_file = resolve_model(model_uri, tracking, Path(work) / "model")
         predictor = build_predictor(model_file, opts)
-        with _argv_alone():
-            from kserve import ModelServer, model_server
-        from sslmae.serving.limits import RequestLimits
-
+        kserve, model_server = import_kserve()
         model_server.app.add_middleware(RequestLimits, max_bytes=int(opts.max_body_mb * 2**20))
         log(f"serve: {model_uri} as {opts.name!r} on port {opts.port} ({len(predictor.scorer.labels)} labels, "
             f"{predictor.scorer.img_size} px; batching {'up to %d images, %g ms' % (opts.max_batch, opts.max_wait_ms) if opts.batching else 'off'})")
-        ModelServer(http_port=opts.port, enable_grpc=False, workers=1, grace_period=opts.grace_s,
-                    enable_docs_url=False).start([predictor])
+        kserve.ModelServer(http_port=opts.port, enable_grpc=False, workers=1, grace_period=opts.grace_s,
+                           enable_docs_url=False).start([kserve_model(opts.name, predictor)])

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from sslmae.config.schema import TrackingConfig
 from sslmae.redact import redact
 from sslmae.report import plots
+from sslmae.tracking.mlflow_model import log_mlflow_model
 from sslmae.tracking.lineage import lineage_tags, log_dataset, record_run, recorded_run_id, run_label
 from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, tracking_uri
 
@@ -60,7 +61,7 @@ def log_train_end(logger: MLFlowLogger | None, tracking: TrackingConfig, out: Pa
         return
     run_id = logger.run_id
     log_files(tracking, run_id, {"metrics": out / "metrics.json", "history": out / "history.csv"})
-    log_files(tracking, run_id, {"model": out / "model.pt"}, artifact_path="model")
+    log_mlflow_model(tracking, run_id, out / "model.pt")  # the model file inside an MLflow Model: stored once
     history = pd.read_csv(out / "history.csv")
     log_plots(tracking, run_id, {"learning_curves.png": plots.learning_curves(history),
                                  "w_trajectory.png": plots.w_trajectory(history)})

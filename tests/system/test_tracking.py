@@ -46,13 +46,15 @@ def lineage_is_followable(cfg, sel, ev, tmp_path, tracked, bucket, s3_server):
     assert version.run_id == selected["run_id"] and trial.data.tags["sslmae.kind"] == "train"
     assert trial.data.params["loss.mode"] == "semi_supervised"
     assert len(client.get_metric_history(trial.info.run_id, "train_loss")) == 2
-    assert version.source == f"{trial.info.artifact_uri}/model"
+    assert version.source == f"models:/{version.model_id}"  # the MLflow Model the trial logged
+    assert client.get_logged_model(version.model_id).source_run_id == trial.info.run_id
     kinds = [r.data.tags["sslmae.kind"] for r in runs(cfg.tracking.experiment)]
     assert "register" not in kinds  # no second copy of the model file
     exp_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id  # the bucket is shared by tests
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"artifacts/{exp_id}/")
             .get("Contents", [])]
-    assert sum(k.endswith("/model/model.pt") for k in keys) == 3  # one per trial, none for the registry
+    assert sum(k.endswith("/artifacts/model.pt") for k in keys) == 3  # one per trial, none for the registry
+    assert not [k for k in keys if k.endswith("/model/model.pt")]  # not also as a plain run artifact
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     every = runs(cfg.tracking.experiment)
     assert all(r.data.tags.get("mlflow.source.git.commit") == commit for r in every)

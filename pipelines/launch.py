@@ -61,6 +61,8 @@ def resources(log=warn, **given) -> Resources:
     if res.parallelism < 1 or res.gpus < 0 or res.nodes < 1:
         raise ValueError(f"--parallelism >= 1, --gpus >= 0, --nodes >= 1; got {res.parallelism}, {res.gpus}, "
                          f"{res.nodes}")
+    if not 0 <= res.canary < 100 or res.serve_gpus < 0:
+        raise ValueError(f"--canary 0-99 (0: no canary), --serve-gpus >= 0; got {res.canary}, {res.serve_gpus}")
     if res.nodes > 1 and res.gpus < 1:
         raise ValueError("--nodes > 1 needs --gpus >= 1 (GPUs per pod of the job)")
     check_trainer(res.trainer)
@@ -97,7 +99,7 @@ def run_local(cfg: Config, root: str | Path, source: str = "") -> Path:
     artifacts go to <root>/pipeline_root."""
     root, source = _prepare(cfg, root, source)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "pipeline_root"))
-    pipeline_func(cfg, Resources(parallelism=2, gpus=0))(source=source)
+    pipeline_func(cfg, Resources(parallelism=2, gpus=0))(source=source, deploy=False)  # no cluster to deploy to
     return root / "pipeline_root"
 
 
@@ -182,7 +184,7 @@ def run_containers(cfg: Config, root: str | Path, source: str = "", image: str |
         runner = kfp.local.DockerRunner(network_mode="host", environment=env, mounts=mounts)
         kfp.local.init(runner=runner, pipeline_root=str(pipeline_root))
         with _keeping_exit_status():
-            pipeline_func(cfg, Resources(parallelism=2, gpus=0, image=tag))(source=source)
+            pipeline_func(cfg, Resources(parallelism=2, gpus=0, image=tag))(source=source, deploy=False)
     return pipeline_root
 
 
@@ -214,9 +216,9 @@ def check_source(cfg: Config, source: str, action: str) -> str:
 
 
 def submit(cfg: Config, host: str | None, experiment: str, source: str, res: Resources | None = None,
-           namespace: str | None = None, frozen_split: str = "", store: str = "") -> str:
+           namespace: str | None = None, frozen_split: str = "", store: str = "", deploy: bool = True) -> str:
     check_source(cfg, source, "submit")
-    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store)}
+    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store), "deploy": deploy}
     c = client(host, namespace)
     run = c.create_run_from_pipeline_func(pipeline_func(cfg, res), arguments=args, experiment_name=experiment,
                                           namespace=c.get_user_namespace() or None)
@@ -225,13 +227,13 @@ def submit(cfg: Config, host: str | None, experiment: str, source: str, res: Res
 
 def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: str, package: str | Path,
              res: Resources | None = None, namespace: str | None = None, frozen_split: str = "",
-             store: str = "", log=print) -> tuple[str, list[str]]:
+             store: str = "", log=print, deploy: bool = True) -> tuple[str, list[str]]:
     """One recurring run named `<experiment>-retrain`: a second `schedule` replaces the first
     (sslmae.kubeflow.schedule). Retrains on whatever `source` holds at each tick; the promotion
     gate decides whether the new model replaces the champion."""
     cron = check_cron(cron)  # before any request
     check_source(cfg, source, "schedule")
-    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store)}
+    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store), "deploy": deploy}
     c = client(host, namespace)
     compile_pipeline(cfg, package, res)
     ns = c.get_user_namespace() or None

@@ -19,6 +19,7 @@ from kfp import dsl, kubernetes
 
 from components import IMAGE
 
+from components.deploy import deploy_champion
 from components.evaluate import evaluate
 from components.ingest import ingest
 from components.plan import plan_trials
@@ -67,6 +68,24 @@ class Resources:
     queue: str = ""  # v1: the Volcano queue
     priority_class: str = ""
     job_timeout_s: int = 7 * 24 * 3600
+    # serving: the KServe InferenceService the deploy step rolls the champion out to
+    service: str = "sslmae"
+    service_namespace: str = ""  # empty: the deploy step's own pod's namespace
+    serve_cpu: str = "2"
+    serve_memory: str = "4G"
+    serve_gpus: int = 0
+    serve_min_replicas: int = 1
+    serve_max_replicas: int = 3
+    canary: int = 0  # 1-99: a new champion takes this share of traffic until `sslmae deploy --promote`
+    deploy_timeout_s: int = 900
+
+    def serving(self) -> dict:
+        """The deploy step's `service` (sslmae.kubeflow.steps.deploy_step)."""
+        return {"name": self.service, "image": self.image, "namespace": self.service_namespace, "cpu": self.serve_cpu,
+                "memory": self.serve_memory, "gpus": self.serve_gpus, "gpu_resource": self.gpu_resource,
+                "min_replicas": self.serve_min_replicas, "max_replicas": self.serve_max_replicas,
+                "s3_secret": self.s3_secret, "mlflow_secret": self.mlflow_secret, "canary": self.canary,
+                "timeout_s": self.deploy_timeout_s}
 
     def job(self) -> dict:
         """The JobSpec fields every multi-node launcher gets (sslmae.kubeflow.multinode)."""
@@ -138,7 +157,8 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
                                                       "num_nodes": res.nodes}}
 
     @dsl.pipeline(name=name, description="SSL-MAE grid search, evaluation, registry promotion and report")
-    def training(params: dict = default_params, source: str = "", frozen_split: str = "", store: str = ""):
+    def training(params: dict = default_params, source: str = "", frozen_split: str = "", store: str = "",
+                 deploy: bool = True):
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         data = _cluster(ingest(params=params, source=source, store=store), res, s3=True, scratch=True)
         data.set_caching_options(res.cache_ingest)
@@ -166,6 +186,9 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
                                              evaluation=tested.outputs["evaluation"], dataset=dataset,
                                              split_file=split_file), res, s3=True, mlflow=True, scratch=True)
         gate.set_caching_options(False)  # the registry changes between runs: always decide anew
+        with dsl.If(deploy == True):  # noqa: E712  (a KFP condition, not a Python comparison)
+            served = _cluster(deploy_champion(service=res.serving(), decision=gate.outputs["decision"]), res)
+            served.set_caching_options(False)  # the cluster changes between runs
         _cluster(report(params=params, selected=chosen.outputs["selected"], evaluation=tested.outputs["evaluation"]),
                  res, mlflow=True)
 

@@ -23,6 +23,9 @@ from sslmae.datasets.sources import fetch_file_if_exists, publish_file, source_k
 from sslmae.evaluate import evaluate_as_configured
 from sslmae.grid import select, trial_config, trial_names
 from sslmae.kubeflow import dataref
+from sslmae.kubeflow.deploy import Deployer
+from sslmae.kubeflow.inference_service import ServiceSpec
+from sslmae.kubeflow.k8sjob import cluster_apis, launcher_namespace
 from sslmae.kubeflow.checkpoints import TrialCheckpoints, run_area, safe_key
 from sslmae.kubeflow.multinode import multinode_trial, remove_run
 from sslmae.datasets.store import Store, check_store
@@ -234,3 +237,19 @@ def multinode_trial_step(params: dict, dataset_dir: str, split_file: str, trial:
                     poll_s=poll_s)
     write_json(Path(out_dir) / TRIAL_FILE, {"trial": trial})
     return json.loads((Path(out_dir) / "metrics.json").read_text())
+
+
+@masked_output
+def deploy_step(decision_dir: str, service: dict, out_file: str, custom=None) -> dict:
+    """Make the InferenceService serve the champion the gate left (promotion.json in `decision_dir`):
+    a rollout when the champion moved, nothing when the service already serves it. `service`: the
+    ServiceSpec fields (no model) plus `namespace` (default: this pod's), `canary` (0: none) and
+    `timeout_s`. `custom`: a CustomObjectsApi (default: the pod's service account)."""
+    decision = json.loads((Path(decision_dir) / "promotion.json").read_text())
+    opts = dict(service)
+    canary, timeout_s = opts.pop("canary", 0) or None, float(opts.pop("timeout_s", 900))
+    namespace = launcher_namespace(opts.pop("namespace", ""))
+    spec = ServiceSpec(model=f"models:/{decision['name']}/{decision['champion_now']}", **opts)
+    result = Deployer(custom or cluster_apis()[0], namespace).deploy(spec, canary, timeout_s)
+    write_json(out_file, result)
+    return result

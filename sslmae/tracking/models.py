@@ -52,3 +52,22 @@ def resolve_model(uri: str, tracking: TrackingConfig | None = None, workdir: str
     if not found:
         raise ValueError(f"{uri}: the registered artifacts hold no sslmae model file")
     return found[0]
+
+
+def pinned(uri: str, tracking: TrackingConfig | None = None) -> str:
+    """`models:/NAME@ALIAS` -> `models:/NAME/VERSION` (the version the alias names now);
+    `models:/NAME/VERSION` as is. What a deployment serves must not move when an alias does."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"--model: a registry version, models:/NAME@ALIAS or models:/NAME/VERSION, got {uri}")
+    rest = uri.removeprefix("models:/")
+    if "@" not in rest:
+        return uri
+    name, alias = rest.split("@", 1)
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri())
+    check_reachable(mlflow.get_tracking_uri())
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except Exception as exc:  # no such model or alias
+        raise ValueError(f"{uri}: not in the model registry at {mlflow.get_tracking_uri()}: {exc}") from None
+    return f"models:/{name}/{version.version}"

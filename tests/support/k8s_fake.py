@@ -53,6 +53,7 @@ class FakeCustomObjects:
             raise ApiException(status=409, reason="AlreadyExists")
         job = copy.deepcopy(body)
         job.setdefault("metadata", {})["uid"] = f"uid-{len(self.calls)}"
+        job["metadata"].update(generation=1, resourceVersion="1")
         self.objects[key] = job
         self.on_create(job)
         return copy.deepcopy(job)
@@ -73,6 +74,26 @@ class FakeCustomObjects:
             raise ApiException(status=404, reason="NotFound")
         self.objects[key]["metadata"].update(copy.deepcopy(body.get("metadata", {})))  # a merge patch of metadata
         return copy.deepcopy(self.objects[key])
+
+    def replace_namespaced_custom_object(self, group, version, namespace, plural, name, body):
+        """PUT: the spec and metadata replaced (a stale resourceVersion is a 409), the status kept (a
+        subresource), the generation bumped when the spec changed."""
+        self.calls.append(("replace", namespace, name, copy.deepcopy(body)))
+        key = self._key(group, version, namespace, plural, name)
+        if key not in self.objects:
+            raise ApiException(status=404, reason="NotFound")
+        old = self.objects[key]
+        if body["metadata"].get("resourceVersion") not in (None, old["metadata"]["resourceVersion"]):
+            raise ApiException(status=409, reason="Conflict")
+        new = copy.deepcopy(body)
+        new.pop("status", None)
+        if "status" in old:
+            new["status"] = old["status"]
+        changed = new.get("spec") != old.get("spec")
+        new["metadata"].update(uid=old["metadata"]["uid"], resourceVersion=str(int(old["metadata"]["resourceVersion"]) + 1),
+                               generation=old["metadata"]["generation"] + changed)
+        self.objects[key] = new
+        return copy.deepcopy(new)
 
     def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
         self.calls.append(("delete", namespace, name, kwargs))

@@ -10,7 +10,7 @@ HELP = "Kubeflow: compile | run-local | run-containers | submit | schedule"
 
 def _resources(args, launch):
     given = {"parallelism": args.parallelism, "gpus": args.gpus, "nodes": args.nodes, "image": args.image,
-             "trainer": args.trainer}
+             "trainer": args.trainer, "service": args.service, "canary": args.canary, "serve_gpus": args.serve_gpus}
     return launch.resources(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -32,14 +32,15 @@ def _run_containers(args, cfg, launch) -> None:
 
 def _submit(args, cfg, launch) -> None:
     rid = launch.submit(cfg, args.host, args.experiment, args.source, _resources(args, launch), args.namespace,
-                        args.frozen_split, args.store)
+                        args.frozen_split, args.store, deploy=args.deploy)
     print(f"submitted run {rid}")
 
 
 def _schedule(args, cfg, launch) -> None:
     launch.check_cron(args.cron)  # first: a wrong cron is the one line the user sees
     rid, replaced = launch.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out,
-                                    _resources(args, launch), args.namespace, args.frozen_split, args.store)
+                                    _resources(args, launch), args.namespace, args.frozen_split, args.store,
+                                    deploy=args.deploy)
     print(f"recurring run {rid}: {args.cron}" + (f" (replaced {', '.join(replaced)})" if replaced else ""))
 
 
@@ -70,6 +71,12 @@ def add_arguments(p) -> None:
                    help="submit/schedule: the Kubeflow profile namespace (multi-user; default: $KFP_NAMESPACE)")
     p.add_argument("--experiment", default="sslmae", help="the Kubeflow Pipelines experiment")
     p.add_argument("--cron", default=None, help="schedule: cron expression with seconds, e.g. '0 0 3 * * *'")
+    p.add_argument("--no-deploy", dest="deploy", action="store_false",
+                   help="submit/schedule: stop at the registry (no KServe InferenceService is touched)")
+    p.add_argument("--service", default=None, help="the KServe InferenceService the champion is deployed to (default sslmae)")
+    p.add_argument("--canary", type=int, default=None,
+                   help="1-99: a new champion takes this share of traffic until `sslmae deploy --promote` (default 0: all)")
+    p.add_argument("--serve-gpus", type=int, default=None, help="GPUs per predictor pod (default 0)")
     add_params(p)
 
 

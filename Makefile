@@ -9,7 +9,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install run test test-fast clean chromium image run-containers
+.PHONY: install run serve test test-fast clean chromium image run-containers
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ run: install
 	test -d .git || (git init -q && git add -A && git -c user.name=sslmae -c user.email=sslmae@localhost commit -qm "initial")
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
+
+# The local registry's champion (what `make run` promoted) on KServe's model server at http://127.0.0.1:$(PORT):
+# POST /v2/models/sslmae/infer (v2) or /v1/models/sslmae:predict (v1); README "Serving" has a request.
+PORT ?= 8080
+MODEL ?= models:/sslmae@champion
+serve: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sslmae serve --model $(MODEL) --port $(PORT)
 
 # Debian's Chromium renders the HTML report in a test (skipped, with a reason, where it cannot be installed)
 chromium:

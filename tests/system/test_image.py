@@ -200,3 +200,35 @@ def test_a_code_change_rebuilds_only_the_last_layer(image, tmp_path):
         assert seconds < 300, f"a code-only rebuild took {seconds:.0f} s"
     finally:
         image.engine_cmd("rmi", tag, check=False)
+
+
+def test_the_image_serves_a_model_and_stops_cleanly(image, tmp_path):
+    """What the InferenceService's predictor runs: `sslmae serve` in the image, on the host's network,
+    answers a v2 request; SIGTERM (what Kubernetes sends) ends it with exit status 0."""
+    from sslmae.config import load_config
+    from sslmae.kubeflow.services import free_port
+    from sslmae.model.simmim import SimMIMSSLMAE
+    from sslmae.train.model_file import save_model
+    from tests.support.model_server import get_ready, png, post, v2_body
+
+    cfg = load_config(None, ["model.backbone=micro", "model.patch_size=4", "model.mask_patch_size=8",
+                             "data.img_size=32"])
+    net = SimMIMSSLMAE(num_classes=3, backbone="micro", img_size=32, patch_size=4, mask_patch_size=8)
+    save_model(tmp_path / "model.pt", net, cfg, ["a", "b", "c"])
+    tmp_path.chmod(0o755)
+    (tmp_path / "model.pt").chmod(0o644)
+    port = free_port()
+    cid = image.engine_cmd("run", "-d", "--network", "host", "-v", f"{tmp_path}:/models:ro", image.tag, "sslmae",
+                           "serve", "--model", "/models/model.pt", "--port", str(port)).stdout.strip()
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while get_ready(url) != 200:
+            assert time.monotonic() < deadline, image.engine_cmd("logs", cid, check=False).stderr[-3000:]
+            time.sleep(1)
+        status, answer = post(f"{url}/v2/models/sslmae/infer", v2_body(png()))
+        assert status == 200 and answer["outputs"][0]["shape"] == [1, 3], answer
+        image.engine_cmd("stop", "-t", "30", cid)
+        (info,) = json.loads(image.engine_cmd("inspect", cid).stdout)
+        assert info["State"]["ExitCode"] == 0, image.engine_cmd("logs", cid, check=False).stderr[-3000:]
+    finally:
+        image.engine_cmd("rm", "-f", cid, check=False)

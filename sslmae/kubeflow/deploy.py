@@ -55,7 +55,10 @@ class Deployer:
         if previous == spec.model and canary == pending_canary:
             self.log(f"deploy: {spec.name} already serves {spec.model}: nothing to change")
             return {"service": spec.name, "model": spec.model, "previous": previous, "canary": canary, "changed": False}
-        body = manifest(spec, canary, previous=previous if previous != spec.model else None)
+        # the model served before this one; unchanged when only the canary share changes
+        before = previous if previous != spec.model else \
+            ((current or {}).get("metadata", {}).get("annotations") or {}).get(PREVIOUS_ANNOTATION)
+        body = manifest(spec, canary, previous=before)
         if spec.namespace and spec.namespace != self.namespace:
             raise ValueError(f"deploy: the service's namespace {spec.namespace!r} is not {self.namespace!r}")
         body["metadata"].pop("namespace", None)

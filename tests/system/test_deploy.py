@@ -79,13 +79,15 @@ def test_a_canary_then_promote_then_rollback():
     isvc = api.only()
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert isvc["metadata"]["annotations"] == {MODEL_ANNOTATION: "models:/sslmae/2", PREVIOUS_ANNOTATION: "models:/sslmae/1"}
+    deployer(api).deploy(spec("models:/sslmae/2"), canary=50)  # a wider canary keeps the record of the one before
+    assert api.only()["metadata"]["annotations"][PREVIOUS_ANNOTATION] == "models:/sslmae/1"
     deployer(api).promote("sslmae")
     assert "canaryTrafficPercent" not in api.only()["spec"]["predictor"]
     deployer(api).rollback("sslmae")
     isvc = api.only()
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0  # KServe pins all traffic to the previous revision
     assert served_model(isvc) == "models:/sslmae/1"
-    assert api.verbs() == ["create", "replace", "replace", "replace"]
+    assert api.verbs() == ["create", "replace", "replace", "replace", "replace"]
     assert all(errors(call[3], CRD) == [] for call in api.calls if call[0] == "replace")
 
 

@@ -185,7 +185,7 @@ class Server:
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         deadline = time.monotonic() + 180
         while _status(f"http://127.0.0.1:{self.port}{self.ready_path}") != 200:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -265,7 +265,7 @@ def measure(server: Server, b64s: list[str], c: int, requests: int | None, secon
     wall, _ = closed_loop(server.port, server.path, bodies, warm, c)
     if requests is None:
         rate = warm / wall
-        requests = max(2 * c, int(round(rate * seconds / c)) * c)
+        requests = max(2 * c, round(rate * seconds / c) * c)
     wall, lat = closed_loop(server.port, server.path, bodies, requests, c, start_at=warm)
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
     return {"img_per_s": round(requests / wall, 2), "p50_ms": round(float(p50), 1), "p95_ms": round(float(p95), 1),
@@ -284,7 +284,9 @@ def offline_predict(model_file: Path, files: list[Path], work: Path) -> dict:
                 (d / f.name).symlink_to(f.resolve())
         return d
 
-    quiet = lambda m: None  # noqa: E731
+    def quiet(message: str) -> None:
+        pass
+
     predict(str(model_file), str(folder("warm", files[:8])), work / "warm.csv", log=quiet)
     every = folder("all", files)
     t = time.perf_counter()

@@ -58,6 +58,7 @@ import torchvision.transforms as T  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
+from bench.machine import cpu_model  # noqa: E402
 from sslmae.atomic import write_json  # noqa: E402
 from sslmae.augment.batch import augment_batch  # noqa: E402
 from sslmae.augment.pixels import MEAN, STD, normalize, to_unit  # noqa: E402
@@ -185,14 +186,6 @@ def loader_jobs(paths: list[Path], size: int, tmp: Path, decoded: dict) -> tuple
         "loader_cached_pin_copy": lambda: run_loader(ds, CACHED_PASSES, pin_copy=True),
     })
     return jobs, lambda: torch.equal(torch.cat(run_loader(ds)), torch.stack(decoded["imgs"]))
-
-
-def cpu_model() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def pick_images(data: Path, n: int) -> list[Path]:

@@ -52,7 +52,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -69,6 +68,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere, without installi
 
 import numpy as np  # noqa: E402
 
+from bench.machine import cpu_model  # noqa: E402
 from sslmae.atomic import atomic_file  # noqa: E402
 
 UCM = REPO.parent / "shared" / "datasets" / "ucm_mlc"
@@ -81,14 +81,6 @@ N_LABELS = 17
 EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
 MAX_BATCH, MAX_WAIT_MS = 32, 5.0
 TARGETS = {"batching_ratio_c32": 3.0, "fraction_of_predict_c32": 0.70, "p99_over_p50_c8": 2.0}
-
-
-def cpu_model() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def machine() -> str:

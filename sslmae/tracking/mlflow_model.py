@@ -75,8 +75,13 @@ def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Pa
             warnings.catch_warnings():
         # the signature states the input; MLflow's type-hint inference is not wanted
         warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
+        # made here, in the run's experiment: left to itself MLflow puts it in the active (Default) one
+        client = mlflow.MlflowClient()
+        logged = client.create_logged_model(experiment_id=client.get_run(run_id).info.experiment_id, name=NAME,
+                                            source_run_id=run_id, model_type="sslmae")
         info = mlflow.models.Model.log(
-            artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id, python_model=str(CODE_FILE),
+            artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
+            python_model=str(CODE_FILE),
             artifacts={ARTIFACT: str(model_path)}, code_paths=[str(_code_copy(Path(tmp)))],
             signature=signature(labels), input_example=input_example(img_size), pip_requirements=requirements())
     return info.model_id

@@ -17,7 +17,7 @@ def test_label_fraction_curve_feeds_the_report(tmp_path, synth_dir):
             "--work", str(tmp_path / "fr"), "--out", str(tmp_path / "fr.csv"),
             "--predefined", str(tmp_path / "predefined.csv"), "--equal-steps", *over, "train.epochs=1"]
     assert main(args) == 0
-    table = pd.read_csv(tmp_path / "fr.csv")
+    table = pd.read_csv(tmp_path / "fr.csv", float_precision="round_trip")  # exact, whatever pandas' default
     assert len(table) == 4 and set(table["mode"]) == {"semi_supervised", "supervised_baseline"}
     for _, row in table.iterrows():  # each row is its run's test evaluation
         scored = json.loads((tmp_path / "fr" / f"eval_{row['mode']}_{row['fraction']}" / "metrics.json").read_text())

@@ -123,10 +123,11 @@ def build_model_file(name: str, labels: list[str], work: Path) -> Path:
     return save_model(work / f"{name}.pt", net, cfg, labels)
 
 
-def mlflow_model_dir(model_file: Path, work: Path) -> Path:
-    """The model file as an MLflow Model (sslmae's own logging), downloaded to a local folder."""
+def mlflow_model_dir(model_file: Path, work: Path, name: str, labels: list[str]) -> Path:
+    """The model file of model `name` as an MLflow Model (sslmae's own logging), downloaded to a local folder."""
     import mlflow
 
+    from sslmae.config import load_config
     from sslmae.config.schema import TrackingConfig
     from sslmae.tracking.mlflow_model import log_mlflow_model
     from sslmae.tracking.models import download_bar_only_on_a_terminal
@@ -137,7 +138,8 @@ def mlflow_model_dir(model_file: Path, work: Path) -> Path:
     exp_id = exp.experiment_id if exp else client.create_experiment("bench-serve",
                                                                      artifact_location=(work / "artifacts").as_uri())
     run = client.create_run(exp_id)
-    model_id = log_mlflow_model(TrackingConfig(enabled=True, uri=uri), run.info.run_id, model_file)
+    model_id = log_mlflow_model(TrackingConfig(enabled=True, uri=uri), run.info.run_id, model_file, labels,
+                                load_config(None, MODELS[name]).data.img_size)
     client.set_terminated(run.info.run_id)
     mlflow.set_tracking_uri(uri)
     with download_bar_only_on_a_terminal():
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for model in models:
             model_file = build_model_file(model, labels, work)
-            ml_dir = mlflow_model_dir(model_file, work) if "mlflow" in servers else None
+            ml_dir = mlflow_model_dir(model_file, work, model, labels) if "mlflow" in servers else None
             if args.predict:
                 res = offline_predict(model_file, files, work)
                 rows.append({"what": "predict", "model": model, **res, "machine": mach, "date": args.date})

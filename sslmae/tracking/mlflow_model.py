@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from sslmae.config.schema import TrackingConfig
@@ -60,15 +59,10 @@ def _code_copy(dst: Path) -> Path:
     return dst / "sslmae"
 
 
-def _labels_and_size(model_path: Path) -> tuple[list[str], int]:
-    """From the model file itself (a weights-only dict: sslmae.train.model_file writes it)."""
-    payload = torch.load(model_path, map_location="cpu", weights_only=True)
-    return list(payload["label_names"]), int(payload["config"]["data"]["img_size"])
-
-
-def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Path) -> str:
-    """Log `model_path` as the MLflow Model of run `run_id`; -> its model id (models:/<id>)."""
-    labels, img_size = _labels_and_size(Path(model_path))
+def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Path, labels: list[str],
+                     img_size: int) -> str:
+    """Log `model_path` (whose label names and input size the caller has) as the MLflow Model of
+    run `run_id`; -> its model id (models:/<id>)."""
     mlflow = mlflow_module()
     mlflow.set_tracking_uri(tracking_uri(tracking))
     with tempfile.TemporaryDirectory(prefix="sslmae-mlmodel-") as tmp, download_bar_only_on_a_terminal(), \

@@ -55,13 +55,14 @@ def log_pretrained(logger: MLFlowLogger | None, provenance: dict[str, str] | Non
         logger.experiment.set_tag(logger.run_id, f"sslmae.pretrained.{key}", redact(str(value)))
 
 
-def log_train_end(logger: MLFlowLogger | None, tracking: TrackingConfig, out: Path) -> None:
-    """Files and plots of a finished run."""
+def log_train_end(logger: MLFlowLogger | None, tracking: TrackingConfig, out: Path, labels: list[str],
+                  img_size: int) -> None:
+    """Files and plots of a finished run; out/model.pt as its MLflow Model (`labels`, `img_size`: its own)."""
     if logger is None:
         return
     run_id = logger.run_id
     log_files(tracking, run_id, {"metrics": out / "metrics.json", "history": out / "history.csv"})
-    log_mlflow_model(tracking, run_id, out / "model.pt")  # the model file inside an MLflow Model: stored once
+    log_mlflow_model(tracking, run_id, out / "model.pt", labels, img_size)  # the model file inside an MLflow Model: stored once
     history = pd.read_csv(out / "history.csv")
     log_plots(tracking, run_id, {"learning_curves.png": plots.learning_curves(history),
                                  "w_trajectory.png": plots.w_trajectory(history)})

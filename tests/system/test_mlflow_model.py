@@ -43,7 +43,8 @@ def registered(mlflow_server, tmp_path_factory):
         (folder / "in" / f"{i}.png").write_bytes(png(48, i))
     client = mlflow.MlflowClient(mlflow_server)
     run = client.create_run(client.create_experiment("mlflow-model"))
-    model_id = log_mlflow_model(TrackingConfig(enabled=True, uri=mlflow_server), run.info.run_id, model_file)
+    model_id = log_mlflow_model(TrackingConfig(enabled=True, uri=mlflow_server), run.info.run_id, model_file,
+                                LABELS, 32)
     client.create_registered_model("mlmodel")
     version = client.create_model_version("mlmodel", f"models:/{model_id}", run.info.run_id, model_id=model_id)
     client.set_registered_model_alias("mlmodel", "champion", version.version)

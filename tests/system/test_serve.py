@@ -220,7 +220,8 @@ def test_a_registry_version_is_served(tmp_path, mlflow_server, model_file):
     client = mlflow.MlflowClient()
     exp = client.create_experiment(f"serve-{tmp_path.name}")
     run = client.create_run(exp)
-    model_id = log_mlflow_model(TrackingConfig(enabled=True, uri=mlflow_server), run.info.run_id, model_file)
+    model_id = log_mlflow_model(TrackingConfig(enabled=True, uri=mlflow_server), run.info.run_id, model_file,
+                                LABELS, 32)
     name = f"serve-{tmp_path.name}"
     client.create_registered_model(name)
     version = client.create_model_version(name, f"models:/{model_id}", run.info.run_id, model_id=model_id)

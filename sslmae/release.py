@@ -25,7 +25,8 @@ from sslmae.redact import redacted
 from sslmae.seen import count_seen
 from sslmae.split import SUBSET_GROUPS, read_split
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
-from sslmae.tracking.lineage import file_sha256, training_run
+from sslmae.digest import file_sha256
+from sslmae.tracking.lineage import training_run
 from sslmae.tracking.mlflow_model import log_mlflow_model
 from sslmae.tracking.runs import (check_tracking, client, flat_params, log_metrics, mlflow_module,
                                   mlflow_run)
@@ -42,7 +43,7 @@ def _logged_model(mlflow_client, run_id: str) -> str | None:
     return models[-1].model_id if models else None
 
 
-def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str, str]:
+def _model_source(cfg: Config, model_path: Path, mcfg: Config, labels: list[str]) -> tuple[str, str, str]:
     """(source URI, run id, MLflow Model id) for a new version: the MLflow Model the training run
     logged with the file inside (lineage, and the weights stored once). A training run from before
     sslmae logged MLflow Models gets one now; a file with no training run on record, a `register`
@@ -51,13 +52,14 @@ def _model_source(cfg: Config, model_path: Path, mcfg: Config) -> tuple[str, str
     run_id = training_run(model_path)
     if run_id is not None:
         try:
-            model_id = _logged_model(mlflow_client, run_id) or log_mlflow_model(cfg.tracking, run_id, model_path)
+            model_id = _logged_model(mlflow_client, run_id) or \
+                log_mlflow_model(cfg.tracking, run_id, model_path, labels, mcfg.data.img_size)
             return f"models:/{model_id}", run_id, model_id
         except Exception:  # recorded in another tracking store, or deleted since
             pass
     with mlflow_run(cfg.tracking, name="register", kind="register") as run:
         mlflow_module().log_params(flat_params(redacted(to_dict(mcfg))))
-        model_id = log_mlflow_model(cfg.tracking, run.info.run_id, model_path)
+        model_id = log_mlflow_model(cfg.tracking, run.info.run_id, model_path, labels, mcfg.data.img_size)
         return f"models:/{model_id}", run.info.run_id, model_id
 
 
@@ -85,7 +87,7 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
     version = _version_with(mlflow_client, name, sha256)
     created = version is None
     if created:
-        source, run_id, model_id = _model_source(cfg, model_path, mcfg)
+        source, run_id, model_id = _model_source(cfg, model_path, mcfg, labels)
         tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
                 "backbone": mcfg.model.backbone, "variant": mcfg.model.variant, WEIGHTS_TAG: sha256,
                 **{f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}}

@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from sslmae.atomic import write_json
 from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.store import Store
-from sslmae.tracking.lineage import dataset_digest, file_sha256
+from sslmae.digest import file_sha256
+from sslmae.tracking.lineage import dataset_digest
 
 REFERENCE = "reference.json"
 MANIFEST = "manifest.parquet"

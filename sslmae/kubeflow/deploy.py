@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sslmae.kubeflow.k8sjob import cluster_apis, launcher_namespace
+from sslmae.kubeflow.k8sjob import cluster_apis, get_custom, launcher_namespace
 from sslmae.kubeflow.inference_service import (GROUP, MODEL_ANNOTATION, PLURAL, PREVIOUS_ANNOTATION, VERSION,
                                                ServiceSpec, manifest, rollout, served_model)
 
@@ -36,12 +36,7 @@ class Deployer:
     clock: Callable[[], float] = field(default=time.monotonic)
 
     def get(self, name: str) -> dict | None:
-        try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise
+        return get_custom(self.custom, GROUP, VERSION, self.namespace, PLURAL, name)
 
     def _replace(self, obj: dict) -> None:
         self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, obj["metadata"]["name"],

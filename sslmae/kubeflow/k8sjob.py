@@ -108,6 +108,16 @@ def _status_code(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
 
+def get_custom(custom, group: str, version: str, namespace: str, plural: str, name: str) -> dict | None:
+    """A custom resource, or None when the API server answers 404."""
+    try:
+        return custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+    except Exception as exc:
+        if _status_code(exc) == 404:
+            return None
+        raise
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM raises JobInterrupted where the main thread is (no-op elsewhere)."""
@@ -138,12 +148,7 @@ class Job:
         self._threads: list[threading.Thread] = []
 
     def get(self) -> dict | None:
-        try:
-            return self.custom.get_namespaced_custom_object(*self._args, self.name)
-        except Exception as exc:
-            if _status_code(exc) == 404:
-                return None
-            raise
+        return get_custom(self.custom, *self._args, self.name)
 
     def create_or_adopt(self, gone_timeout_s: float = 300, poll_s: float = 2.0) -> str:
         """'created', 'adopted' (running or finished, from an earlier launcher) or 'replaced'."""

@@ -19,7 +19,6 @@ naming the source and what to do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, Local
                                     OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 from timm.models import get_pretrained_cfg
 
+from sslmae.digest import file_sha256
 from sslmae.model.backbone import TIMM_NAMES
 from sslmae.model.published import PUBLISHED
 from sslmae.model.weights_download import WeightsError, fetch_s3, fetch_url
@@ -50,12 +50,8 @@ class Weights:
 
     def provenance(self) -> dict[str, str]:
         """What a run records: source, revision, file name and sha256 of the file's bytes."""
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
         return {"source": redact(self.source), "revision": self.revision or "", "file": self.path.name,
-                "sha256": digest.hexdigest()}
+                "sha256": file_sha256(self.path)}
 
 
 def _stats(cfg) -> tuple[Stats, Stats]:

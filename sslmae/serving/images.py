@@ -46,6 +46,12 @@ def from_base64(text, where: str) -> bytes:
         raise BadImage(f"{where}: not base64 text") from None
 
 
+def image_bytes(item, where: str) -> bytes:
+    """A request's image as sent: raw bytes (binary columns, v2's binary extension) as they are,
+    else base64 text."""
+    return bytes(item) if isinstance(item, (bytes, bytearray)) else from_base64(item, where)
+
+
 def decode_image(data: bytes, size: int, limits: ImageLimits, where: str) -> np.ndarray:
     """Encoded image bytes -> (size, size, 3) uint8 RGB, by the rule training used (decode_rgb)."""
     try:

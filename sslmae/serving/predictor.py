@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from sslmae.serving.batcher import Batcher
-from sslmae.serving.images import BadImage, from_base64
+from sslmae.serving.images import BadImage, image_bytes
 from sslmae.serving.scorer import Scorer
 
 INPUT = "image"
@@ -59,8 +59,7 @@ class Predictor:
         return await self.batcher.score(list(images))
 
     def _decode(self, item, where: str) -> np.ndarray:
-        data = item if isinstance(item, (bytes, bytearray)) else from_base64(item, where)
-        return self.scorer.decode(bytes(data), where)
+        return self.scorer.decode(image_bytes(item, where), where)
 
 
 def _checked(items: list, what: str) -> list:

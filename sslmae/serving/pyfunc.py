@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-from sslmae.serving.images import BadImage, from_base64
+from sslmae.serving.images import BadImage, image_bytes
 from sslmae.serving.scorer import Scorer
 
 ARTIFACT = "model_file"  # the sslmae model file among the MLflow Model's artifacts
@@ -32,8 +32,7 @@ class SSLMAEPyfunc(PythonModel):
             raise MlflowException(f"expected a DataFrame with column {COLUMN!r} (encoded image bytes), got {got}",
                                   INVALID_PARAMETER_VALUE)
         try:
-            images = [self.scorer.decode(v if isinstance(v, (bytes, bytearray)) else from_base64(v, f"{COLUMN}[{i}]"),
-                                         f"{COLUMN}[{i}]")
+            images = [self.scorer.decode(image_bytes(v, f"{COLUMN}[{i}]"), f"{COLUMN}[{i}]")
                       for i, v in enumerate(model_input[COLUMN])]
         except BadImage as exc:
             raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from None

@@ -5,7 +5,6 @@ training run is found from the files beside it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from sslmae.atomic import write_json
+from sslmae.digest import file_sha256
 from sslmae.redact import redact
 from sslmae.datasets.store import Store
 
@@ -56,14 +56,6 @@ def lineage_tags() -> dict[str, str]:
     if commit:
         tags[COMMIT_TAG] = commit
     return tags
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dataset_digest(data_dir: str | Path) -> str | None:

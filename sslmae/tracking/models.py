@@ -32,14 +32,20 @@ def download_bar_only_on_a_terminal() -> Iterator[None]:
         os.environ.pop(BAR_VAR, None)
 
 
+def _registry(tracking: TrackingConfig | None):
+    """mlflow, pointed at `tracking`'s URI (else the environment's) and checked to answer."""
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri())
+    check_reachable(mlflow.get_tracking_uri())
+    return mlflow
+
+
 def resolve_model(uri: str, tracking: TrackingConfig | None = None, workdir: str | Path | None = None) -> Path:
     """A model file for `uri`: a local path as is, or `models:/NAME@ALIAS` / `models:/NAME/VERSION`
     downloaded from the registry (tracking URI from `tracking`, else the environment)."""
     if not uri.startswith("models:/"):
         return Path(uri)
-    mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri())
-    check_reachable(mlflow.get_tracking_uri())
+    mlflow = _registry(tracking)
     dst = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sslmae-model-"))
     try:
         with download_bar_only_on_a_terminal():
@@ -63,9 +69,7 @@ def pinned(uri: str, tracking: TrackingConfig | None = None) -> str:
     if "@" not in rest:
         return uri
     name, alias = rest.split("@", 1)
-    mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri())
-    check_reachable(mlflow.get_tracking_uri())
+    mlflow = _registry(tracking)
     try:
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except Exception as exc:  # no such model or alias

@@ -20,6 +20,7 @@ import pandas as pd
 
 from sslmae.atomic import atomic_file, write_json
 from sslmae.config import Config, ConfigError, to_dict, updated
+from sslmae.config.schema import DEFAULT_TRIALS
 from sslmae.metrics import PRIMARY
 from sslmae.model.modes import MODES
 from sslmae.outputs import claim_folder, write_marker
@@ -31,19 +32,31 @@ from sslmae.train.run import train
 
 LEARNED = "learned"
 BASELINE = "baseline"
+SKIPPED_FILE = "skipped.json"  # in the folder of a default-grid trial that the mode does not run
+
+
+def runnable(trial: str, mode: str) -> bool:
+    """Can loss.mode `mode` run `trial`? A mode that reconstructs searches w (w0.3, learned); a mode
+    without reconstruction has no w and runs the one trial `baseline`."""
+    return (trial != BASELINE) == MODES[mode].reconstruct
 
 
 def trial_names(cfg: Config) -> list[str]:
-    """grid.trials, if the mode can run them: a mode that reconstructs searches w (w0.3, learned),
-    a mode without reconstruction has no w and runs the one trial `baseline`."""
+    """The trials the grid runs. The default grid.trials follows the mode: the trials it can run.
+    A list the user gave must suit the mode as it stands (a contradiction is one line)."""
     names = list(cfg.grid.trials)
+    fit = [n for n in names if runnable(n, cfg.loss.mode)]
+    if names == DEFAULT_TRIALS or fit == names:
+        return fit
     if MODES[cfg.loss.mode].reconstruct:
-        if BASELINE in names:
-            raise ConfigError(f"grid.trials: {BASELINE!r} is the trial of a mode without reconstruction; "
-                              f"loss.mode {cfg.loss.mode} searches w (e.g. [w0.3, w0.7, learned])")
-    elif names != [BASELINE]:
-        raise ConfigError(f"grid.trials: loss.mode {cfg.loss.mode} has no w to search; set grid.trials=[{BASELINE}]")
-    return names
+        raise ConfigError(f"grid.trials: {BASELINE!r} is the trial of a mode without reconstruction; "
+                          f"loss.mode {cfg.loss.mode} searches w (e.g. [w0.3, w0.7, learned])")
+    raise ConfigError(f"grid.trials: loss.mode {cfg.loss.mode} has no w to search; set grid.trials=[{BASELINE}]")
+
+
+def skipped(cfg: Config, trial: str) -> bool:
+    """Is `trial` in the default grid but not run by this mode? (DVC's foreach runs every listed name.)"""
+    return trial in cfg.grid.trials and trial not in trial_names(cfg)
 
 
 def trial_config(cfg: Config, trial: str) -> Config:
@@ -56,6 +69,15 @@ def trial_config(cfg: Config, trial: str) -> Config:
 
 
 def run_trial(cfg: Config, trial: str):
+    """Train one trial; a trial of the default grid that this mode does not run leaves only
+    SKIPPED_FILE in its folder (and returns None), so a fan-out over every listed name succeeds."""
+    folder = Path(cfg.grid.out_dir) / trial
+    if skipped(cfg, trial):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / SKIPPED_FILE, {"trial": trial, "mode": cfg.loss.mode,
+                                           "reason": f"loss.mode {cfg.loss.mode} does not run {trial}"})
+        return None
+    (folder / SKIPPED_FILE).unlink(missing_ok=True)
     return train(trial_config(cfg, trial))
 
 

@@ -47,6 +47,9 @@ def free_field(default: Any, **kw) -> Any:
 
 
 # grid.trials: w<fixed w in [0, 1]> (SSL-MAE-GS), learned (SSL-MAE-w_l), baseline (a mode without w)
+# The default names a trial for every mode and follows loss.mode: a mode runs the ones it can (sslmae.grid),
+# so changing the mode alone needs no other setting; DVC's foreach still sees one fixed list.
+DEFAULT_TRIALS = ["w0.3", "w0.7", "learned", "baseline"]
 TRIAL = re.compile(r"^(w(0(\.\d+)?|1(\.0*)?)|learned|baseline)$")
 
 
@@ -195,7 +198,7 @@ class GridConfig(Section):
     trial of a mode without reconstruction (supervised_baseline)."""
 
     # free: a trial's own config (its w, its out_dir) is what trains it; adding a trial retrains no other
-    trials: Annotated[list[str], Field(min_length=1), AfterValidator(_trials)] = free_field(["w0.3", "w0.7", "learned"])
+    trials: Annotated[list[str], Field(min_length=1), AfterValidator(_trials)] = free_field(DEFAULT_TRIALS)
     out_dir: str = free_field("runs/grid")  # one folder per trial
     selected_dir: str = free_field("runs/selected")  # trials.csv, selected.json and the winner's model.pt
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sslmae.config import ConfigError, load_config, to_dict
-from sslmae.grid import best_trial, shared_params, trial_config, trial_names
+from sslmae.grid import SKIPPED_FILE, best_trial, run_trial, shared_params, skipped, trial_config, trial_names
 from sslmae.metrics.thresholds import tune_thresholds
 from sslmae.release import promotion
 from sslmae.train.export import selected_epoch
@@ -65,9 +65,27 @@ def test_the_trials_must_suit_the_mode():
     baseline = load_config(None, ["loss.mode=supervised_baseline", "grid.trials=[baseline]"])
     assert trial_names(baseline) == ["baseline"] and trial_config(baseline, "baseline").loss.mode == baseline.loss.mode
     with pytest.raises(ConfigError, match=r"has no w to search; set grid.trials=\[baseline\]"):
-        trial_names(load_config(None, ["loss.mode=supervised_baseline"]))
+        trial_names(load_config(None, ["loss.mode=supervised_baseline", "grid.trials=[w0.3, w0.7, learned]"]))
     with pytest.raises(ConfigError, match="'baseline' is the trial of a mode without reconstruction"):
         trial_names(load_config(None, ["grid.trials=[w0.3, baseline]"]))
+
+
+def test_the_default_grid_follows_the_mode():
+    """One knob: changing loss.mode alone picks the trials that mode can run; the others are skipped,
+    leaving a marker (DVC's foreach runs every name the default lists)."""
+    assert trial_names(load_config(None, [])) == ["w0.3", "w0.7", "learned"]
+    assert trial_names(load_config(None, ["loss.mode=supervised"])) == ["w0.3", "w0.7", "learned"]
+    baseline = load_config(None, ["loss.mode=supervised_baseline"])
+    assert trial_names(baseline) == ["baseline"]
+    assert skipped(baseline, "w0.3") and not skipped(baseline, "baseline")
+    assert skipped(load_config(None, []), "baseline")
+
+
+def test_a_skipped_trial_leaves_only_its_marker(tmp_path):
+    cfg = load_config(None, ["loss.mode=supervised_baseline", f"grid.out_dir={tmp_path}"])
+    assert run_trial(cfg, "learned") is None
+    assert sorted(p.name for p in (tmp_path / "learned").iterdir()) == [SKIPPED_FILE]
+    assert "supervised_baseline" in (tmp_path / "learned" / SKIPPED_FILE).read_text()
 
 
 def test_the_grid_run_logs_only_what_every_trial_shares():

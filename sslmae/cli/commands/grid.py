@@ -17,7 +17,8 @@ def run(args) -> None:
     cfg = load_params(args)
     if args.trial:
         result = grid.run_trial(cfg, args.trial)
-        print(f"trial {args.trial}: {result.checkpoint}")
+        print(f"trial {args.trial}: " + (f"skipped: loss.mode {cfg.loss.mode} does not run it" if result is None
+                                         else str(result.checkpoint)))
         return
     out = cfg.grid.selected_dir
     selected = grid.select(cfg, out) if args.select_only else grid.grid(cfg, out)

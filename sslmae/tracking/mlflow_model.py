@@ -20,7 +20,7 @@ from PIL import Image
 
 from sslmae.config.schema import TrackingConfig
 from sslmae.tracking.models import download_bar_only_on_a_terminal
-from sslmae.tracking.runs import mlflow_module, tracking_uri
+from sslmae.tracking.runs import mlflow_module, store_uri
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the sslmae package: bundled, so the model runs where sslmae is not installed
 CODE_FILE = PACKAGE / "serving" / "mlflow_code.py"
@@ -64,7 +64,7 @@ def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Pa
     """Log `model_path` (whose label names and input size the caller has) as the MLflow Model of
     run `run_id`; -> its model id (models:/<id>)."""
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking))
+    mlflow.set_tracking_uri(store_uri(tracking))
     with tempfile.TemporaryDirectory(prefix="sslmae-mlmodel-") as tmp, download_bar_only_on_a_terminal(), \
             warnings.catch_warnings():
         # the signature states the input; MLflow's type-hint inference is not wanted

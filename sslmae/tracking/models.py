@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sslmae.config.schema import TrackingConfig
-from sslmae.tracking.runs import check_reachable, mlflow_module, tracking_uri
+from sslmae.tracking.runs import check_reachable, mlflow_module, ready_store, tracking_uri
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 BAR_VAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -35,7 +35,7 @@ def download_bar_only_on_a_terminal() -> Iterator[None]:
 def _registry(tracking: TrackingConfig | None):
     """mlflow, pointed at `tracking`'s URI (else the environment's) and checked to answer."""
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri())
+    mlflow.set_tracking_uri(ready_store(tracking_uri(tracking) if tracking else mlflow.get_tracking_uri()))
     check_reachable(mlflow.get_tracking_uri())
     return mlflow
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -48,7 +49,7 @@ def mlflow_module():
 def client(tracking: TrackingConfig):
     """An MlflowClient on the run's tracking URI."""
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking))
+    mlflow.set_tracking_uri(store_uri(tracking))
     return mlflow.MlflowClient()
 
 
@@ -58,6 +59,36 @@ class TrackingError(ValueError):
 
 def tracking_uri(tracking: TrackingConfig) -> str:
     return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+_READY: set[str] = set()  # sqlite stores this process has seen created
+
+
+def ready_store(uri: str) -> str:
+    """`uri`, its sqlite store created first when it is new. MLflow creates a store's tables on first
+    use, so processes starting at once on a new file (a DVC queue, parallel trials) race and all but
+    one fail ("table ... already exists"); here the first creates them while holding an exclusive lock
+    on the file, and the others wait, then find them. Other stores (a server, files) are as they are."""
+    if not uri.startswith("sqlite:") or uri in _READY:
+        return uri
+    from sqlalchemy.engine import make_url  # MLflow's own dependency, as it parses the URI
+
+    database = make_url(uri).database
+    if database and database != ":memory:":
+        path = Path(database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as fh:  # sqlite takes an empty file for a new database
+            fcntl.flock(fh, fcntl.LOCK_EX)  # flock, not sqlite's own fcntl locks: the two do not interact
+            store = mlflow_module().MlflowClient(tracking_uri=uri, registry_uri=uri)
+            store.search_experiments(max_results=1)  # the tracking tables, then the registry's
+            store.search_registered_models(max_results=1)
+    _READY.add(uri)
+    return uri
+
+
+def store_uri(tracking: TrackingConfig) -> str:
+    """The tracking URI to point MLflow at: `tracking_uri`, its store made ready (`ready_store`)."""
+    return ready_store(tracking_uri(tracking))
 
 
 def check_reachable(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -122,7 +153,7 @@ def mlflow_run(tracking: TrackingConfig, name: str, kind: str, tags: dict | None
         yield None
         return
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking))
+    mlflow.set_tracking_uri(store_uri(tracking))
     mlflow.set_experiment(tracking.experiment)
     all_tags = {"sslmae.kind": kind, **environment(), **lineage_tags(), **(tags or {})}
     with mlflow.start_run(run_name=f"{name} @ {run_label()}", tags=all_tags) as run:
@@ -133,7 +164,7 @@ def mlflow_run(tracking: TrackingConfig, name: str, kind: str, tags: dict | None
 def existing_run(tracking: TrackingConfig, run_id: str) -> Iterator[object]:
     """Continue the MLflow run `run_id` (fluent API active inside)."""
     mlflow = mlflow_module()
-    mlflow.set_tracking_uri(tracking_uri(tracking))
+    mlflow.set_tracking_uri(store_uri(tracking))
     with mlflow.start_run(run_id=run_id) as run:
         yield run
 

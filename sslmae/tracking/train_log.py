@@ -19,7 +19,7 @@ from sslmae.redact import redact
 from sslmae.report import plots
 from sslmae.tracking.mlflow_model import log_mlflow_model
 from sslmae.tracking.lineage import lineage_tags, log_dataset, record_run, recorded_run_id, run_label
-from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, tracking_uri
+from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, store_uri
 
 
 def train_logger(tracking: TrackingConfig, out_dir: str | Path, resumed: bool) -> MLFlowLogger | None:
@@ -29,7 +29,7 @@ def train_logger(tracking: TrackingConfig, out_dir: str | Path, resumed: bool) -
     if not tracking.enabled or rank_zero_only.rank != 0:
         return None
     return MLFlowLogger(experiment_name=tracking.experiment, run_name=f"{Path(out_dir).name} @ {run_label()}",
-                        tracking_uri=tracking_uri(tracking),
+                        tracking_uri=store_uri(tracking),
                         tags={"sslmae.kind": "train", **environment(), **lineage_tags()},
                         run_id=recorded_run_id(out_dir) if resumed else None)
 

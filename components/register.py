@@ -14,5 +14,5 @@ def register_and_promote(params: dict, selected: Input[Model], evaluation: Input
 
     result = register_promote_step(params, os.path.join(selected.path, "model.pt"),
                                    os.path.join(evaluation.path, "metrics.json"), dataset.path, split_file.path,
-                                   decision.path)
+                                   decision.path, split_file.metadata.get("data_key", ""))
     decision.metadata.update({k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))})

@@ -24,6 +24,7 @@ from sslmae.metrics import PRIMARY
 from sslmae.redact import redacted
 from sslmae.seen import count_seen
 from sslmae.split import SUBSET_GROUPS, read_split
+from sslmae.tracking.data_identity import DataIdentity, model_name
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.digest import file_sha256
 from sslmae.tracking.lineage import training_run
@@ -70,19 +71,19 @@ def _version_with(mlflow_client, name: str, sha256: str):
     return None
 
 
-def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path | None = None) -> dict:
-    """Make the model a version of the registered model, aliased `challenger`. The version's source
-    is the training run that made it; weights that are already a version register nothing new
-    (that version is reported, and becomes the challenger)."""
+def register(cfg: Config, model_path: str | Path, metrics: dict, identity: DataIdentity,
+             out: str | Path | None = None) -> dict:
+    """Make the model a version of the registered model of its data (`identity`; the rule is
+    sslmae.tracking.data_identity's), aliased `challenger`. The version's source is the training run
+    that made it; weights that are already a version register nothing new (that version is
+    reported, and becomes the challenger)."""
     if not cfg.tracking.enabled:
         raise ValueError("tracking.enabled: the model registry needs MLflow tracking on")
     check_tracking(cfg.tracking)
     model_path = Path(model_path)
     _, mcfg, labels, meta = load_model(model_path)
-    name = cfg.tracking.registered_model
     mlflow_client = client(cfg.tracking)
-    if not mlflow_client.search_registered_models(filter_string=f"name = '{name}'"):
-        mlflow_client.create_registered_model(name, description="SSL-MAE multi-label classifier (sslmae)")
+    name = model_name(mlflow_client, cfg.tracking.registered_model, identity, create=True)
     sha256 = file_sha256(model_path)
     version = _version_with(mlflow_client, name, sha256)
     created = version is None
@@ -90,7 +91,7 @@ def register(cfg: Config, model_path: str | Path, metrics: dict, out: str | Path
         source, run_id, model_id = _model_source(cfg, model_path, mcfg, labels)
         tags = {"label_names": json.dumps(labels), "img_size": str(mcfg.data.img_size), "task": mcfg.data.task,
                 "backbone": mcfg.model.backbone, "variant": mcfg.model.variant, WEIGHTS_TAG: sha256,
-                **{f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
+                **identity.tags(), **{f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
         version = mlflow_client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
     info = {"name": name, "version": int(version.version), "alias": CHALLENGER, "run_id": version.run_id,
@@ -148,15 +149,19 @@ def label_refusal(labels: dict[str, list[str]], versions: dict[str, int]) -> str
             "challenger is checked (MlflowClient().set_registered_model_alias)")
 
 
-def promote(cfg: Config, out: str | Path | None = None) -> dict:
-    """Evaluate challenger and champion on the rows `sslmae evaluate` scores (data.dir,
-    data.split_file, evaluate.split); move `champion` by `promotion` with tracking.promote_margin.
-    Both scores and the decision are logged in a `promote` run and returned."""
+def promote(cfg: Config, identity: DataIdentity, out: str | Path | None = None) -> dict:
+    """Evaluate the challenger and the champion of `identity`'s data on the rows `sslmae evaluate`
+    scores (data.dir, data.split_file, evaluate.split); move `champion` by `promotion` with
+    tracking.promote_margin. Both scores and the decision are logged in a `promote` run and returned."""
     tracking = cfg.tracking
     check_tracking(tracking)
-    name = tracking.registered_model
     mlflow_client = client(tracking)
-    challenger = mlflow_client.get_model_version_by_alias(name, CHALLENGER)
+    name = model_name(mlflow_client, tracking.registered_model, identity)
+    try:
+        challenger = mlflow_client.get_model_version_by_alias(name, CHALLENGER)
+    except Exception:  # MLflow: no such registered model or alias
+        raise ValueError(f"promote: {name} (the registered model of this data, key {identity.short}) has no "
+                         "@challenger: register a model of this data first (sslmae register)") from None
     try:
         champion = mlflow_client.get_model_version_by_alias(name, CHAMPION)
     except Exception:  # no champion yet
@@ -186,7 +191,7 @@ def promote(cfg: Config, out: str | Path | None = None) -> dict:
     if promoted:
         mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
     decision = {
-        "name": name, "metric": metric, "subset": cfg.evaluate.split, "margin": margin,
+        "name": name, "data_key": identity.key, "metric": metric, "subset": cfg.evaluate.split, "margin": margin,
         "challenger_version": int(challenger.version), "challenger_score": scores[CHALLENGER],
         "champion_version": int(champion.version) if champion else None,
         "champion_score": scores.get(CHAMPION), "promoted": bool(promoted),

@@ -212,9 +212,7 @@ def append_history(path: str | Path, table: pd.DataFrame, earlier: set[str]) -> 
     """Add the images of `table` (image,subset) that are not in `earlier` to the history CSV at
     `path` as one more generation (0 for the first); the generation."""
     path = Path(path)
-    old = pd.read_csv(path, dtype={"image": str, "subset": str}) if path.is_file() else None
-    if old is not None and list(old.columns) != HISTORY_COLUMNS:
-        raise SplitError(f"{path}: not a split history (header must be {','.join(HISTORY_COLUMNS)})")
+    old = read_history(path)
     generation = int(old["generation"].max()) + 1 if old is not None and len(old) else 0
     new = table.loc[~table["image"].isin(earlier)].assign(generation=generation)[HISTORY_COLUMNS]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,9 +265,25 @@ def _split_table(path: str | Path, missing: str) -> pd.DataFrame:
     return table
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The split table at `path` (image,subset), checked row by row."""
+    return _split_table(path, "split file not found (run `sslmae split` first)")
+
+
+def read_history(path: str | Path) -> pd.DataFrame | None:
+    """The split history at `path` (generation,image,subset), or None where there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    old = pd.read_csv(path, dtype={"image": str, "subset": str})
+    if list(old.columns) != HISTORY_COLUMNS:
+        raise SplitError(f"{path}: not a split history (header must be {','.join(HISTORY_COLUMNS)})")
+    return old
+
+
 def read_split(path: str | Path, ids: list[str]) -> np.ndarray:
     """(N,) subset names aligned to `ids`. Raises SplitError naming the row on any mismatch."""
-    table = _split_table(path, "split file not found (run `sslmae split` first)")
+    table = read_table(path)
     mapping = dict(zip(table["image"], table["subset"]))
     missing = [i for i in ids if i not in mapping]
     extra = set(mapping) - set(ids)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from sslmae.cli.commands import (config, deploy, evaluate, fractions, grid, ingest, pipeline, predict, promote, register,
-                                 report, serve, split, synth, train)
+from sslmae.cli.commands import (adopt, config, deploy, evaluate, fractions, grid, ingest, pipeline, predict, promote,
+                                 register, report, serve, split, synth, train)
 
 # in the order `sslmae --help` lists them
 COMMANDS = {"synth": synth, "ingest": ingest, "split": split, "config": config, "train": train,
-            "evaluate": evaluate, "grid": grid, "register": register, "promote": promote, "predict": predict, "serve": serve,
+            "evaluate": evaluate, "grid": grid, "register": register, "promote": promote, "adopt": adopt, "predict": predict, "serve": serve,
             "deploy": deploy,
             "pipeline": pipeline, "fractions": fractions, "report": report}
 

@@ -33,6 +33,7 @@ from sslmae.redact import redacted_output
 from sslmae.release import promote, register
 from sslmae.report.build import build_report
 from sslmae.split import history_file, split_dataset
+from sslmae.tracking.data_identity import DataIdentity, data_identity, split_key
 from sslmae.tracking.grid_log import log_report
 from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
 from sslmae.train.run import train
@@ -156,8 +157,11 @@ def split_step(params: dict, dataset_dir: str, out_file: str, frozen_split: str 
         if frozen_split:
             publish_file(Path(out_file), frozen_split)
             publish_file(history, remote_history)
+        # the gate's "same data" (sslmae.tracking.data_identity): the history stays in the store, so the
+        # key travels to register_promote_step in the split artifact's metadata
+        key = split_key(out_file, history if frozen_split else None)
     return {**table["subset"].value_counts().to_dict(), "kept_from_earlier": keep is not None,
-            "frozen_split": frozen_split}
+            "frozen_split": frozen_split, "data_key": key}
 
 
 @masked_output
@@ -205,16 +209,21 @@ def evaluate_step(params: dict, model_file: str, dataset_dir: str, split_file: s
 
 @masked_output
 def register_promote_step(params: dict, model_file: str, metrics_file: str, dataset_dir: str, split_file: str,
-                          out_dir: str) -> dict:
-    """Register the selected model as challenger, then the promotion gate."""
+                          out_dir: str, data_key: str = "") -> dict:
+    """Register the selected model as challenger, then the promotion gate, both in the registered
+    model of its data: `data_key` from the split step (else the split table's test set)."""
     cfg = config_for(params)
     if os.environ.get("KUBERNETES_SERVICE_HOST") and tracking_uri(cfg.tracking) == DEFAULT_URI:
         # a registry in the pod's own sqlite file would vanish with the pod
         raise ValueError("no MLflow tracking server: set MLFLOW_TRACKING_URI (secret sslmae-mlflow) or tracking.uri")
     out = Path(out_dir)
-    info = register(cfg, model_file, json.loads(Path(metrics_file).read_text()), out=out / "registered.json")
-    gate = updated(cfg, {"data.dir": local_dataset(dataset_dir), "data.split_file": split_file})
-    decision = promote(gate, out=out / "promotion.json")
+    dataset_dir = local_dataset(dataset_dir)
+    found = data_identity(dataset_dir, split_file)
+    identity = DataIdentity(data_key or found.key, found.dataset_sha256, found.split_sha256)
+    info = register(cfg, model_file, json.loads(Path(metrics_file).read_text()), identity,
+                    out=out / "registered.json")
+    gate = updated(cfg, {"data.dir": dataset_dir, "data.split_file": split_file})
+    decision = promote(gate, identity, out=out / "promotion.json")
     return {**decision, "registered_version": info["version"]}
 
 

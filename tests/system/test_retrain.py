@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,16 +47,23 @@ def test_retraining_keeps_the_test_set_and_the_gate_never_scores_training_images
     assert set(history["generation"]) == {0, 1}
     assert set(history.loc[history["generation"] == 1, "image"]) == set(second["image"]) - set(first["image"])
     promotion = json.loads((project / "runs/registry/promotion.json").read_text())
+    # grown under the frozen split: the same data, so compared with (and able to replace) its champion
+    assert promotion["name"] == "sslmae" and promotion["champion_version"] == 1
     assert promotion["overlap"] == {"champion": 0, "challenger": 0}
     # one decode cache: the first data's was removed when the second was built
     assert len(list((project / "data/cache").glob("*.npy"))) == 1
 
-    # starting over is explicit, and a gate that would score training images refuses, naming the count
+    # starting over is explicit: a new test set is other data, with a champion of its own (the old one stays);
+    # a model trained on the old split, registered for it, would be scored on images it trained on: refused
     _grow(project, 110, frozen=False, seed=7)
     sh(["dvc", "repro", "split"], project, timeout=300)
     resplit = pd.read_csv(project / "data/split.csv")
     overlap = len(set(resplit.loc[resplit["subset"] == "test", "image"]) & trained_first)
     assert overlap > 0
+    registered = subprocess.run(SSLMAE + ["register", "--model", "runs/selected/model.pt"], cwd=project,
+                                capture_output=True, text=True)
+    assert registered.returncode == 0, registered.stderr
+    assert "registered sslmae-" in registered.stdout and "version 1" in registered.stdout
     proc = subprocess.run(SSLMAE + ["promote", "--out", str(tmp_path / "promotion.json")], cwd=project,
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
@@ -63,7 +71,11 @@ def test_retraining_keeps_the_test_set_and_the_gate_never_scores_training_images
     forced = subprocess.run(SSLMAE + ["promote", "--out", str(tmp_path / "promotion.json"), "--allow-overlap"],
                             cwd=project, capture_output=True, text=True)
     assert forced.returncode == 0, forced.stderr
-    assert json.loads((tmp_path / "promotion.json").read_text())["overlap"]["champion"] > 0
+    decision = json.loads((tmp_path / "promotion.json").read_text())
+    assert decision["name"].startswith("sslmae-") and decision["overlap"]["challenger"] > 0
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("sslmae", "champion").version
+    assert int(champion) == promotion["champion_now"]  # the old data's, untouched
 
 
 def test_a_model_file_records_the_images_it_trained_on(tiny_cfg):

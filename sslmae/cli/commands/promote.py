@@ -4,6 +4,7 @@ never on images either model trained on unless `tracking.allow_overlap`."""
 
 from sslmae.cli.params import add_params, knob_flag, knob_switch, load_params
 from sslmae.release import promote
+from sslmae.tracking.data_identity import data_identity
 
 HELP = "move @champion to @challenger if it is better on the frozen test split"
 
@@ -19,9 +20,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    d = promote(load_params(args), out=args.out)
+    cfg = load_params(args)
+    d = promote(cfg, data_identity(cfg.data.dir, cfg.data.split_file), out=args.out)
     champ = f"{d['champion_score']:.4f}" if d["champion_score"] is not None else "none"
-    print(f"{d['metric']} on {d['subset']}: challenger v{d['challenger_version']} {d['challenger_score']:.4f}, "
+    print(f"{d['name']}: {d['metric']} on {d['subset']}: challenger v{d['challenger_version']} {d['challenger_score']:.4f}, "
           f"champion {champ} -> {'promoted' if d['promoted'] else 'kept'}; champion is v{d['champion_now']}; "
           f"images they trained on among those scored: "
           + ", ".join(f"{role} {'unknown' if n is None else n}" for role, n in d["overlap"].items()))

@@ -1,16 +1,21 @@
-"""`sslmae register`: a model becomes @challenger in the MLflow registry (params `tracking`)."""
+"""`sslmae register`: a model becomes @challenger in the MLflow registry (params `tracking`), in the
+registered model of the data it was split and trained on (params `data.dir`, `data.split_file`;
+sslmae.tracking.data_identity)."""
 
 import json
 from pathlib import Path
 
-from sslmae.cli.params import add_params, load_params
+from sslmae.cli.params import add_params, knob_flag, load_params
 from sslmae.release import register
+from sslmae.tracking.data_identity import data_identity
 
 HELP = "register a model in MLflow as @challenger"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True)
+    knob_flag(p, "--dataset", "data.dir", "the dataset the model was trained on")
+    knob_flag(p, "--split-file", "data.split_file", "the split table it was trained on")
     p.add_argument("--metrics", default=None, help="metrics.json to attach (e.g. the test evaluation)")
     p.add_argument("--out", default=None, help="write the registration (name, version) as JSON here")
     add_params(p)
@@ -19,7 +24,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     cfg = load_params(args)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    info = register(cfg, args.model, metrics, out=args.out)
+    info = register(cfg, args.model, metrics, data_identity(cfg.data.dir, cfg.data.split_file), out=args.out)
     if info["created"]:
         print(f"registered {info['name']} version {info['version']} as @{info['alias']} (from run {info['run_id']})")
     else:

@@ -20,7 +20,6 @@ import pandas as pd
 
 from sslmae.atomic import atomic_file, write_json
 from sslmae.config import Config, ConfigError, to_dict, updated
-from sslmae.config.schema import DEFAULT_TRIALS
 from sslmae.metrics import PRIMARY
 from sslmae.model.modes import MODES
 from sslmae.outputs import claim_folder, write_marker
@@ -42,11 +41,10 @@ def runnable(trial: str, mode: str) -> bool:
 
 
 def trial_names(cfg: Config) -> list[str]:
-    """The trials the grid runs. The default grid.trials follows the mode: the trials it can run.
-    A list the user gave must suit the mode as it stands (a contradiction is one line)."""
-    names = list(cfg.grid.trials)
-    fit = [n for n in names if runnable(n, cfg.loss.mode)]
-    if names == DEFAULT_TRIALS or fit == names:
+    """The trials of grid.trials that loss.mode can run, so the grid follows the mode (the default
+    lists a trial for every mode); a list with none the mode can run is a contradiction, one line."""
+    fit = [n for n in cfg.grid.trials if runnable(n, cfg.loss.mode)]
+    if fit:
         return fit
     if MODES[cfg.loss.mode].reconstruct:
         raise ConfigError(f"grid.trials: {BASELINE!r} is the trial of a mode without reconstruction; "
@@ -55,7 +53,7 @@ def trial_names(cfg: Config) -> list[str]:
 
 
 def skipped(cfg: Config, trial: str) -> bool:
-    """Is `trial` in the default grid but not run by this mode? (DVC's foreach runs every listed name.)"""
+    """Is `trial` listed in grid.trials but not run by this mode? (DVC's foreach runs every listed name.)"""
     return trial in cfg.grid.trials and trial not in trial_names(cfg)
 
 
@@ -69,7 +67,7 @@ def trial_config(cfg: Config, trial: str) -> Config:
 
 
 def run_trial(cfg: Config, trial: str):
-    """Train one trial; a trial of the default grid that this mode does not run leaves only
+    """Train one trial; a listed trial that this mode does not run leaves only
     SKIPPED_FILE in its folder (and returns None), so a fan-out over every listed name succeeds."""
     folder = Path(cfg.grid.out_dir) / trial
     if skipped(cfg, trial):
@@ -145,6 +143,6 @@ def select(cfg: Config, out_dir: str | Path, dirs: dict[str, Path] | None = None
 
 def grid(cfg: Config, out_dir: str | Path) -> dict:
     """Every trial (each resumes if interrupted), then `select`."""
-    for trial in trial_names(cfg):
+    for trial in cfg.grid.trials:
         run_trial(cfg, trial)
     return select(cfg, out_dir)

@@ -47,8 +47,8 @@ def free_field(default: Any, **kw) -> Any:
 
 
 # grid.trials: w<fixed w in [0, 1]> (SSL-MAE-GS), learned (SSL-MAE-w_l), baseline (a mode without w)
-# The default names a trial for every mode and follows loss.mode: a mode runs the ones it can (sslmae.grid),
-# so changing the mode alone needs no other setting; DVC's foreach still sees one fixed list.
+# The default names a trial for every mode; a mode runs the listed ones it can (sslmae.grid.trial_names),
+# so changing the mode alone needs no other setting, and DVC's foreach still sees one fixed list.
 DEFAULT_TRIALS = ["w0.3", "w0.7", "learned", "baseline"]
 TRIAL = re.compile(r"^(w(0(\.\d+)?|1(\.0*)?)|learned|baseline)$")
 

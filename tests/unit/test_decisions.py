@@ -67,7 +67,7 @@ def test_the_trials_must_suit_the_mode():
     with pytest.raises(ConfigError, match=r"has no w to search; set grid.trials=\[baseline\]"):
         trial_names(load_config(None, ["loss.mode=supervised_baseline", "grid.trials=[w0.3, w0.7, learned]"]))
     with pytest.raises(ConfigError, match="'baseline' is the trial of a mode without reconstruction"):
-        trial_names(load_config(None, ["grid.trials=[w0.3, baseline]"]))
+        trial_names(load_config(None, ["grid.trials=[baseline]"]))
 
 
 def test_the_default_grid_follows_the_mode():
@@ -79,6 +79,8 @@ def test_the_default_grid_follows_the_mode():
     assert trial_names(baseline) == ["baseline"]
     assert skipped(baseline, "w0.3") and not skipped(baseline, "baseline")
     assert skipped(load_config(None, []), "baseline")
+    # a trial added to the default list is one more trial, not a contradiction
+    assert trial_names(load_config(None, ["grid.trials=[w0.3, w0.7, learned, baseline, w0.5]"]))[-1] == "w0.5"
 
 
 def test_a_skipped_trial_leaves_only_its_marker(tmp_path):

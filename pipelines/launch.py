@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import kfp
@@ -19,11 +21,11 @@ from sslmae.config import Config, load_config, to_dict, updated
 from sslmae.datasets.sources import source_kind
 from sslmae.datasets.synth import write_synthetic
 from sslmae.outputs import claim_folder, write_marker
+from sslmae.kubeflow.errors import api_errors, run_logged
 from sslmae.kubeflow.multinode import check_trainer
 from sslmae.kubeflow.schedule import check_cron, replace_recurring_run
 from sslmae.kubeflow.services import docker_api, mlflow_server
 from sslmae.datasets.store import check_store
-from sslmae.tracking.runs import tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
 PODMAN_CONF = REPO / "docker" / "podman.conf"  # runc, ulimits, host network (docker/build.sh uses it too)
@@ -94,13 +96,54 @@ def _prepare(cfg: Config, root: str | Path, source: str) -> tuple[Path, str]:
     return root, source
 
 
+def configured_tracking(cfg: Config) -> str:
+    """The MLflow tracking URI the user set: `tracking.uri`, else $MLFLOW_TRACKING_URI, else ''.
+    With none set, a local run keeps MLflow's state in its own run folder, as kfp's local runner
+    keeps a run's state in its pipeline root: run-local in sqlite:///<root>/mlflow.db (artifacts
+    in <root>/mlruns), run-containers in an MLflow server on <root>/mlflow; never in the working
+    folder's mlflow.db, the repository's own registry."""
+    return cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+
+
+def local_mlflow_store(root: Path, experiment: str, log=print) -> str:
+    """sqlite:///<root>/mlflow.db (absolute), created here with its artifact root <root>/mlruns,
+    and the run's experiment in it: a store the steps created would put its experiments'
+    artifacts in ./mlruns of the working folder. MLflow's lines about creating the tables go to
+    stdout (`log`), not stderr."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # what `mlflow server` serves
+
+    root = root.resolve()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with contextlib.redirect_stderr(sys.stdout):
+        store = SqlAlchemyStore(uri, str(root / "mlruns"))
+        try:
+            if store.get_experiment_by_name(experiment) is None:
+                store.create_experiment(experiment)
+        finally:
+            store.engine.dispose()
+    log(f"run-local: MLflow store {uri}, artifacts under {root / 'mlruns'}")
+    return uri
+
+
 def run_local(cfg: Config, root: str | Path, source: str = "") -> Path:
     """The whole DAG with kfp.local's SubprocessRunner (no cluster, no containers); the
-    artifacts go to <root>/pipeline_root."""
+    artifacts go to <root>/pipeline_root, each task's output to <root>/logs/, and MLflow's runs
+    and registry, unless a tracking URI is set, to <root>/mlflow.db. A failed step is a
+    StepFailed naming it (sslmae.kubeflow.errors)."""
     root, source = _prepare(cfg, root, source)
+    if cfg.tracking.enabled and not configured_tracking(cfg):
+        cfg = updated(cfg, {"tracking.uri": local_mlflow_store(root, cfg.tracking.experiment)})
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "pipeline_root"))
-    pipeline_func(cfg, Resources(parallelism=2, gpus=0))(source=source, deploy=False)  # no cluster to deploy to
+    pipeline = pipeline_func(cfg, Resources(parallelism=2, gpus=0))
+    run_logged(lambda: pipeline(source=source, deploy=False), _log_dir(root))  # deploy: no cluster to deploy to
     return root / "pipeline_root"
+
+
+def _log_dir(root: Path) -> Path:
+    """<root>/logs: one file per task of the latest run in this folder (an earlier run's are removed)."""
+    logs = root / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    return logs
 
 
 # ------------------------------------------------------------------ run-containers
@@ -166,7 +209,7 @@ def run_containers(cfg: Config, root: str | Path, source: str = "", image: str |
     root, source = _prepare(cfg, root, source)
     pipeline_root = root / "pipeline_root"
     _writable_by_the_image(pipeline_root)
-    uri = tracking_uri(cfg.tracking)
+    uri = configured_tracking(cfg)
     with contextlib.ExitStack() as stack:
         engine = stack.enter_context(docker_api(PODMAN_CONF if PODMAN_CONF.is_file() else None, log))
         tag = _local_image(image or LOCAL_IMAGE)
@@ -183,27 +226,51 @@ def run_containers(cfg: Config, root: str | Path, source: str = "", image: str |
         log(f"run-containers: every step in {tag} ({engine}), MLflow {uri}, artifacts under {pipeline_root}")
         runner = kfp.local.DockerRunner(network_mode="host", environment=env, mounts=mounts)
         kfp.local.init(runner=runner, pipeline_root=str(pipeline_root))
+        pipeline = pipeline_func(cfg, Resources(parallelism=2, gpus=0, image=tag))
         with _keeping_exit_status():
-            pipeline_func(cfg, Resources(parallelism=2, gpus=0, image=tag))(source=source, deploy=False)
+            run_logged(lambda: pipeline(source=source, deploy=False), _log_dir(root))
     return pipeline_root
 
 
 # ------------------------------------------------------------------ a cluster
 
+class _Client(kfp.Client):
+    """kfp.Client whose health check takes a client error (401, 403, ...) as the answer: kfp 2.17
+    asks again five times, 5 s apart, logging a traceback each time, and then raises a TimeoutError
+    that has lost the status. Other failures get kfp's retries."""
+
+    def get_kfp_healthz(self, sleep_duration: int = 5):
+        from kfp_server_api.exceptions import ApiException
+
+        try:
+            return self._healthz_api.healthz_service_get_healthz()
+        except ApiException as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                raise
+        return super().get_kfp_healthz(sleep_duration)
+
+
 def client(host: str | None, namespace: str | None = None):
     """kfp.Client for `host` (else $KFP_HOST) in `namespace` (else $KFP_NAMESPACE); multi-user
-    Kubeflow without a namespace is refused (its API server rejects an empty one)."""
+    Kubeflow without a namespace is refused (its API server rejects an empty one). Call it
+    within `api_errors`: an API server that does not answer or refuses is then one line."""
     host = host or os.environ.get("KFP_HOST")
     if not host:
         raise ValueError("no Kubeflow Pipelines host: pass --host or set KFP_HOST")
     namespace = namespace or os.environ.get("KFP_NAMESPACE") or None
-    c = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
+    with warnings.catch_warnings():  # "This client only works with Kubeflow Pipeline v2.0.0-beta.2 and later"
+        warnings.filterwarnings("ignore", message="This client only works", category=FutureWarning)
+        c = _Client(host=host, namespace=namespace) if namespace else _Client(host=host)
     if namespace == "kubeflow":  # kfp.Client takes 'kubeflow' for "not given"; its public setter would
         c._context_setting["namespace"] = namespace  # also write ~/.config/kfp/context.json for later clients
     if not c.get_user_namespace() and c.get_kfp_healthz().multi_user:
         raise ValueError(f"{host} is multi-user Kubeflow: pass --namespace (your profile namespace) or set "
                          "KFP_NAMESPACE")
     return c
+
+
+def _host(host: str | None) -> str | None:
+    return host or os.environ.get("KFP_HOST")
 
 
 def check_source(cfg: Config, source: str, action: str) -> str:
@@ -219,9 +286,10 @@ def submit(cfg: Config, host: str | None, experiment: str, source: str, res: Res
            namespace: str | None = None, frozen_split: str = "", store: str = "", deploy: bool = True) -> str:
     check_source(cfg, source, "submit")
     args = {"source": source, "frozen_split": frozen_split, "store": check_store(store), "deploy": deploy}
-    c = client(host, namespace)
-    run = c.create_run_from_pipeline_func(pipeline_func(cfg, res), arguments=args, experiment_name=experiment,
-                                          namespace=c.get_user_namespace() or None)
+    with api_errors(_host(host)):
+        c = client(host, namespace)
+        run = c.create_run_from_pipeline_func(pipeline_func(cfg, res), arguments=args, experiment_name=experiment,
+                                              namespace=c.get_user_namespace() or None)
     return run.run_id
 
 
@@ -234,9 +302,10 @@ def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: 
     cron = check_cron(cron)  # before any request
     check_source(cfg, source, "schedule")
     args = {"source": source, "frozen_split": frozen_split, "store": check_store(store), "deploy": deploy}
-    c = client(host, namespace)
-    compile_pipeline(cfg, package, res)
-    ns = c.get_user_namespace() or None
-    exp = c.create_experiment(experiment, namespace=ns)
-    return replace_recurring_run(c, exp.experiment_id, f"{experiment}-retrain", package, "sslmae-training", cron,
-                                 args, namespace=ns, log=log)
+    with api_errors(_host(host)):
+        c = client(host, namespace)
+        compile_pipeline(cfg, package, res)
+        ns = c.get_user_namespace() or None
+        exp = c.create_experiment(experiment, namespace=ns)
+        return replace_recurring_run(c, exp.experiment_id, f"{experiment}-retrain", package, "sslmae-training",
+                                     cron, args, namespace=ns, log=log)

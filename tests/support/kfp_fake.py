@@ -26,6 +26,14 @@ class FakeKFP:
     recurring: dict = field(default_factory=dict)
     runs: dict = field(default_factory=dict)
     host: str = ""
+    refusals: list = field(default_factory=list)  # (method or None, path prefix under API, status, body)
+
+    def refuse(self, status: int, body, method: str | None = None, prefix: str = "") -> "FakeKFP":
+        """Answer requests of `method` (None: any) whose path under the API starts with `prefix`
+        with `status` and `body` (a dict: JSON; a str: text, as an auth proxy in front of the API
+        server answers), as an API server that refuses them would; the first matching refusal wins."""
+        self.refusals.append((method, prefix, status, body))
+        return self
 
     def calls(self, method: str | None = None, prefix: str = "") -> list:
         return [r for r in self.requests if (method is None or r[0] == method) and r[1].startswith(API + prefix)]
@@ -34,6 +42,9 @@ class FakeKFP:
 
     def handle(self, method: str, path: str, query: dict, body) -> tuple[int, dict]:
         p = path[len(API):]
+        for want, prefix, status, answer in self.refusals:
+            if (want is None or want == method) and p.startswith(prefix):
+                return status, answer
         name_filter = _display_name(query.get("filter"))
         if p == "/healthz":
             return 200, {"multi_user": self.multi_user}
@@ -118,9 +129,10 @@ def serve(fake: FakeKFP):
                 body = {"multipart_bytes": len(raw)}
             fake.requests.append((method, url.path, query, body))
             status, payload = fake.handle(method, url.path, query, body)
-            data = json.dumps(payload).encode()
+            text = isinstance(payload, str)  # a refusal's plain-text body (FakeKFP.refuse)
+            data = payload.encode() if text else json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -49,7 +49,7 @@ def test_compiled_pipeline_has_the_grid_fan_out_and_fan_in(compiled):
     assert loop_key in tasks["select"]["dependentTasks"]
     # the params default mirrors params.yaml
     default = spec["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"]
-    assert default["grid"]["trials"] == ["w0.3", "w0.7", "learned"] and default["model"]["backbone"] == "mini"
+    assert default["grid"]["trials"] == ["w0.3", "w0.7", "learned", "baseline"] and default["model"]["backbone"] == "mini"
     assert default["train"]["devices"] == 2  # the GPUs each trial requests are the GPUs it trains on
 
 

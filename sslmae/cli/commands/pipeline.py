@@ -1,5 +1,7 @@
 """`sslmae pipeline compile | run-local | run-containers | submit | schedule`: the Kubeflow DAG
-(pipelines/), which needs kfp: the `pipeline` extra, imported only when this command runs."""
+(pipelines/), which needs kfp: the `pipeline` extra, imported only when this command runs.
+A failed step of a local run and a refusing Kubeflow API are ValueErrors whose message is one
+line (sslmae.kubeflow.errors), which the CLI prints as every command's errors."""
 
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ def _compile(args, cfg, launch) -> None:
 def _run_local(args, cfg, launch) -> None:
     out = launch.run_local(launch.local_config(args.params, args.overrides), args.root or "runs/kfp-local",
                            args.source)
-    print(f"local pipeline run finished; artifacts under {out}")
+    print(f"local pipeline run finished; artifacts under {out}, each step's log under {out.parent / 'logs'}")
 
 
 def _run_containers(args, cfg, launch) -> None:
     out = launch.run_containers(launch.local_config(args.params, args.overrides),
                                 args.root or "runs/kfp-containers", args.source, args.image)
-    print(f"pipeline run in containers finished; artifacts under {out}")
+    print(f"pipeline run in containers finished; artifacts under {out}, each step's log under {out.parent / 'logs'}")
 
 
 def _submit(args, cfg, launch) -> None:

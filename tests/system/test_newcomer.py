@@ -4,7 +4,8 @@ then the orders that share state the other way round: promote twice, and `make s
 while a retraining registers a new version. Each command exits 0, and the second `make run` runs
 nothing. Then what DVC promises after a run: a teammate's clone pulls the whole state, the same
 data elsewhere retrains nothing, a knob or a new trial reruns only what it changes, and a code
-change stales exactly the stages that import it.
+change stales exactly the stages that import it. Retraining on grown data keeps the test set
+(split.frozen) and stays the same data for the gate; a new split is other data.
 
 Data and model are shrunk in params.yaml (tests/system/test_dvc_repro.make_project); the commands
 are the README's, word for word."""
@@ -34,6 +35,7 @@ from tests.system.test_dvc_repro import BIN, make_project, sh, teammate_reproduc
 
 pytestmark = pytest.mark.slow
 VENV = BIN.parent
+TRAIN_SIDES = ("labeled", "unlabeled", "val")  # what a model learned from, or was selected on
 
 
 def _clone_with_this_venv(tmp_path: Path) -> Path:
@@ -130,7 +132,11 @@ def test_a_new_user_runs_the_readme_commands_in_order_then_dvc_keeps_its_promise
         decision = json.loads((project / "promotion.json").read_text())
         assert decision["name"] == "sslmae" and not decision["promoted"] and decision["champion_now"] == 1
 
-    # retraining on grown data registers a new version while the champion is served
+    # scheduled retraining: new images arrive (synth.n grows) and a new version is registered while the
+    # champion is served; the split is frozen, so the gate never scores a model on images it trained on
+    first = pd.read_csv(project / "data/split.csv")
+    trained_first = set(first.loc[first["subset"].isin(TRAIN_SIDES), "image"])
+    test_first = set(first.loc[first["subset"] == "test", "image"])
     before = served.infer()
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["synth"]["n"] = 100
@@ -139,10 +145,45 @@ def test_a_new_user_runs_the_readme_commands_in_order_then_dvc_keeps_its_promise
     assert "Running stage 'trial@w0.3'" in out and _versions(project) == 2
     promotion = json.loads((project / "runs/registry/promotion.json").read_text())
     assert promotion["name"] == "sslmae" and promotion["champion_version"] == 1  # grown: the same data
+    assert promotion["overlap"] == {"champion": 0, "challenger": 0}
     assert served.infer()["outputs"] and before["outputs"]
     assert served.stop() == 0, served.log.read_text()[-3000:]
+    second = pd.read_csv(project / "data/split.csv")
+    test_second = set(second.loc[second["subset"] == "test", "image"])
+    assert len(second) == 100 and not test_second & trained_first, "a trained-on image is in the new test set"
+    assert test_first <= test_second, "an old test image left the test set"
+    history = pd.read_csv(project / "data/split.history.csv")
+    assert set(history["generation"]) == {0, 1}
+    assert set(history.loc[history["generation"] == 1, "image"]) == set(second["image"]) - set(first["image"])
+    assert len(list((project / "data/cache").glob("*.npy"))) == 1  # the first data's decode cache was removed
 
     _dvc_keeps_its_promises(project, s3, tmp_path)
+    _a_new_split_is_other_data(project, env, trained_first, promotion["champion_now"])
+
+
+def _a_new_split_is_other_data(project: Path, env: dict, trained_first: set, champion: int) -> None:
+    """Starting over is explicit (split.frozen false, another seed): a new test set is other data, with a
+    champion of its own, and the old one stays; a model trained on the old split, registered for the new
+    data, would be scored on images it trained on: refused in one line unless --allow-overlap."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["split"].update(frozen=False, seed=7)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["dvc", "repro", "split"], project, timeout=300)
+    resplit = pd.read_csv(project / "data/split.csv")
+    assert set(resplit.loc[resplit["subset"] == "test", "image"]) & trained_first
+    out = _run(".venv/bin/sslmae register --model runs/selected/model.pt", project, env)
+    assert "registered sslmae-" in out and "version 1" in out
+    proc = subprocess.run([".venv/bin/sslmae", "promote", "--out", "p.json"], cwd=project, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "trained on" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    _run(".venv/bin/sslmae promote --out p.json --allow-overlap", project, env)
+    decision = json.loads((project / "p.json").read_text())
+    assert decision["name"].startswith("sslmae-") and decision["overlap"]["challenger"] > 0
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert int(client.get_model_version_by_alias("sslmae", "champion").version) == champion  # untouched
 
 
 def _dvc_keeps_its_promises(project: Path, s3, tmp_path: Path) -> None:

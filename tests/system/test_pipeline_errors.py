@@ -206,27 +206,5 @@ def test_a_refusing_api_is_one_line_in_a_process_of_its_own(kfp_api, tmp_path):
     _check_api_line(err[0], fake.host, "401")
 
 
-# ------------------------------------------------------------------ where run-local's MLflow state goes
-
-@pytest.mark.slow
-def test_run_local_without_tracking_settings_keeps_mlflow_in_its_run_folder(tmp_path):
-    """No tracking.uri, no MLFLOW_TRACKING_URI: runs, registry and artifacts under the run folder
-    (sqlite:///<root>/mlflow.db, <root>/mlruns), nothing in the working folder's mlflow.db."""
-    from mlflow import MlflowClient
-
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    root = tmp_path / "run"
-    done = _cli(["pipeline", "run-local", "--root", str(root), "grid.trials=[w0.3]", "train.epochs=1",
-                 "tracking.experiment=local", "tracking.registered_model=local"], cwd=cwd, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
-    assert not (cwd / "mlflow.db").exists() and not (cwd / "mlruns").exists(), sorted(os.listdir(cwd))
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    assert int(client.get_model_version_by_alias("local", "champion").version) == 1
-    exp = client.get_experiment_by_name("local")
-    assert exp.artifact_location.startswith(str(root / "mlruns"))
-    kinds = sorted(r.data.tags["sslmae.kind"] for r in client.search_runs([exp.experiment_id]))
-    assert "train" in kinds and "promote" in kinds
-    assert any((root / "mlruns").rglob("*")), "no artifact under <root>/mlruns"
-    assert {p.name for p in (root / "logs").glob("*.log")} >= {"ingest.log", "select.log", "report.log"}
+# Where run-local's MLflow state goes without tracking settings (its run folder, not the working
+# folder's store) is checked in tests/system/test_newcomer.py, on the runs the README's commands make.

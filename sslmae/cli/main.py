@@ -10,17 +10,22 @@ No traceback, no partial output. Credentials in URIs are masked in everything th
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import signal
 import sys
 from typing import Callable, Iterator
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from sslmae.atomic import DISK_ERRNOS
 from sslmae.cli.parser import build_parser, split_overrides
 from sslmae.redact import redacted_output
 
 # ValueError covers ConfigError, DatasetError, SourceError, SplitError, OutputError, TrackingError
 USER_ERRORS = (ValueError, FileNotFoundError)
+# a place the command must write refuses (full, read-only, not allowed): the user's to fix, in one line
+WRITE_ERRNOS = DISK_ERRNOS | {errno.EACCES, errno.EPERM}
 
 
 class Terminated(BaseException):
@@ -63,6 +68,11 @@ def _run(func: Callable, args) -> int:
         return 1
     except USER_ERRORS as exc:
         print(f"{say} error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"{say} error: {exc.filename or exc}: {os.strerror(exc.errno)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if not isinstance(exc, _service_errors()):

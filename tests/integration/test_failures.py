@@ -123,6 +123,25 @@ def test_a_full_disk_during_ingest_is_one_line_naming_the_output(big_synth, tmp_
     assert left == []
 
 
+@pytest.mark.parametrize("fs", ["read-only", "full"])
+def test_a_pipeline_run_root_on_a_read_only_or_full_disk_is_one_line(tmp_path, fs):
+    """`sslmae pipeline run-local --root` where the disk refuses: one line naming the place, exit 2,
+    before any step runs."""
+    mnt = tmp_path / "mnt"
+    options = "ro,size=1m" if fs == "read-only" else "size=64k"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("this machine does not let the tests mount a tmpfs")
+    try:
+        done = child(["pipeline", "run-local", "--root", mnt / "run", "synth.size=64", "synth.n=200"], tmp_path)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert str(mnt / "run") in lines[0] and "Traceback" not in done.stderr
+    assert ("Read-only file system" if fs == "read-only" else "No space left on device") in lines[0], lines
+
+
 # ---------------------------------------------------------------- checkpoints and model files
 
 class Evil:

@@ -16,10 +16,8 @@ import signal
 import sys
 from typing import Callable, Iterator
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from sslmae.atomic import DISK_ERRNOS
-from sslmae.cli.parser import build_parser, split_overrides
+from sslmae.cli.parser import COMMANDS, build_parser, split_overrides
 from sslmae.redact import redacted_output
 
 # ValueError covers ConfigError, DatasetError, SourceError, SplitError, OutputError, TrackingError
@@ -46,6 +44,13 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _lightning_sigterm() -> tuple[type[BaseException], ...]:
+    """Lightning's own SIGTERM exception, when the command imported Lightning (training does; a
+    command that does not, such as synth or ingest, need not spend seconds importing it)."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return (exceptions.SIGTERMException,) if exceptions else ()
+
+
 def _service_errors() -> tuple[type[BaseException], ...]:
     """MLflow's own exceptions, when MLflow was imported by the command (it is optional)."""
     mlflow_exceptions = sys.modules.get("mlflow.exceptions")
@@ -60,7 +65,7 @@ def _run(func: Callable, args) -> int:
     except KeyboardInterrupt:
         print(f"{say} interrupted (SIGINT); temporary files removed", file=sys.stderr)
         return 130
-    except (Terminated, SIGTERMException):
+    except (Terminated, *_lightning_sigterm()):
         print(f"{say} terminated (SIGTERM); temporary files removed", file=sys.stderr)
         return 143
     except FloatingPointError as exc:  # the run diverged; the last good checkpoint is kept
@@ -83,7 +88,8 @@ def _run(func: Callable, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(given[0] if given and given[0] in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)
     split_overrides(parser, args, extra)
     with redacted_output():  # no credential in a URI reaches the console or a log

@@ -6,8 +6,6 @@ from sslmae.cli.params import add_params, knob_flag, load_params
 from sslmae.tracking.data_identity import adopt, data_identity
 from sslmae.tracking.runs import check_tracking, client
 
-HELP = "record this data on a registered model that records none (registered before sslmae recorded data)"
-
 
 def add_arguments(p) -> None:
     knob_flag(p, "--dataset", "data.dir", "the dataset its models were trained on")

@@ -6,8 +6,6 @@ from sslmae.cli.params import add_params, load_params
 from sslmae.config import to_dict
 from sslmae.redact import redacted
 
-HELP = "print the resolved, validated params a run would use (YAML)"
-
 
 def add_arguments(p) -> None:
     add_params(p)

@@ -6,7 +6,6 @@ from sslmae.kubeflow.deploy import deploy_command
 from sslmae.kubeflow.inference_service import ServiceSpec
 from sslmae.tracking.models import pinned
 
-HELP = "roll a registry version out to a KServe InferenceService (--canary P), or --promote / --rollback it"
 DEFAULTS = ServiceSpec(name="sslmae", model="", image="")
 
 

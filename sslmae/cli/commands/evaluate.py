@@ -7,8 +7,6 @@ from pathlib import Path
 from sslmae.cli.params import add_params, knob_flag, load_params
 from sslmae.evaluate import evaluate_as_configured
 
-HELP = "metric suite of a model on one subset"
-
 
 def add_arguments(p) -> None:
     p.add_argument("--model", default=None, help="model file (default: <train.out_dir>/model.pt)")

@@ -3,8 +3,6 @@
 from sslmae.cli.params import add_params, load_params
 from sslmae.fractions import fraction_curve, modes_and_overrides
 
-HELP = "label-fraction curve: train + test per fraction and mode"
-
 
 def add_arguments(p) -> None:
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25])

@@ -3,8 +3,6 @@
 from sslmae import grid
 from sslmae.cli.params import add_params, knob_flag, load_params
 
-HELP = "SSL-MAE-GS: a trial per name in grid.trials (w0.3, learned, ...), then select"
-
 
 def add_arguments(p) -> None:
     knob_flag(p, "--out", "grid.selected_dir", "where the selection goes")

@@ -4,8 +4,6 @@
 from sslmae.cli.params import add_params, knob_flag, knob_positional, load_params
 from sslmae.datasets.ingest import ingest
 
-HELP = "validate and normalise a dataset into DIR (manifest.parquet + images/ or shards/)"
-
 
 def add_arguments(p) -> None:
     knob_positional(p, "data.source", "SOURCE", "a folder, a .zip/.tar(.gz) archive, or s3://bucket/prefix")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from sslmae.cli.params import add_params, load_params
 
-HELP = "Kubeflow: compile | run-local | run-containers | submit | schedule"
-
 
 def _resources(args, launch):
     given = {"parallelism": args.parallelism, "gpus": args.gpus, "nodes": args.nodes, "image": args.image,

@@ -3,8 +3,6 @@
 from sslmae.cli.params import add_params, load_params
 from sslmae.predict import predict
 
-HELP = "probabilities and labels for a folder, archive or s3:// prefix of images, or an ingested dataset"
-
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="model file or models:/NAME@ALIAS")

@@ -6,8 +6,6 @@ from sslmae.cli.params import add_params, knob_flag, knob_switch, load_params
 from sslmae.release import promote
 from sslmae.tracking.data_identity import data_identity
 
-HELP = "move @champion to @challenger if it is better on the frozen test split"
-
 
 def add_arguments(p) -> None:
     knob_flag(p, "--dataset", "data.dir", "dataset folder")

@@ -9,8 +9,6 @@ from sslmae.cli.params import add_params, knob_flag, load_params
 from sslmae.release import register
 from sslmae.tracking.data_identity import data_identity
 
-HELP = "register a model in MLflow as @challenger"
-
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True)

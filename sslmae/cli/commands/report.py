@@ -7,8 +7,6 @@ from sslmae.cli.params import add_params, load_params
 from sslmae.report.build import build_report
 from sslmae.tracking.grid_log import log_report
 
-HELP = "self-contained HTML report of a run or a grid"
-
 
 def add_arguments(p) -> None:
     p.add_argument("--run", default=None, help="a training out_dir")

@@ -3,7 +3,6 @@
 from sslmae.cli.params import add_params, load_params
 from sslmae.serving.server import ServeOptions, serve
 
-HELP = "serve a model file or registry version over KServe's v1/v2 REST protocols, with dynamic batching"
 DEFAULTS = ServeOptions()
 
 

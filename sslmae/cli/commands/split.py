@@ -6,8 +6,6 @@ which subset in which split run."""
 from sslmae.cli.params import add_params, knob_flag, knob_positional, load_params
 from sslmae.split import history_file, split_dataset
 
-HELP = "stratified labeled/unlabeled/val/test split of a dataset"
-
 
 def add_arguments(p) -> None:
     knob_positional(p, "data.dir", "DATASET", "dataset folder (ingested: manifest.parquet, or images/ + labels.csv)")

@@ -3,8 +3,6 @@
 from sslmae.cli.params import add_params, knob_flag, load_params
 from sslmae.datasets.synth import write_synthetic
 
-HELP = "write the synthetic multi-label aerial dataset"
-
 
 def add_arguments(p) -> None:
     knob_flag(p, "--out", "synth.out", "dataset folder to write")

@@ -5,8 +5,6 @@ import json
 from sslmae.cli.params import add_params, load_params
 from sslmae.train.run import train
 
-HELP = "train SSL-MAE as params.yaml says"
-
 
 def add_arguments(p) -> None:
     add_params(p)

@@ -219,5 +219,6 @@ def test_frozen_split_survives_a_retraining_on_grown_data(tmp_path, where, reque
     assert first["kept_from_earlier"] is False
     second = split_step(params, str(new), str(tmp_path / "s2.csv"), frozen)
     assert second["kept_from_earlier"] is True
+    assert second["data_key"] == first["data_key"]  # grown under the frozen split: the same data for the gate
     before, after = _sides(tmp_path / "s1.csv"), _sides(tmp_path / "s2.csv")
     assert all(after[i] == side for i, side in before.items()) and len(after) == 100

@@ -86,7 +86,8 @@ class Served:
         return body
 
     def stop(self) -> int:
-        server = [p for p in psutil.Process(self.proc.pid).children(recursive=True) if "serve" in " ".join(p.cmdline())]
+        server = [p for p in psutil.Process(self.proc.pid).children(recursive=True)
+                  if "serve" in " ".join(p.cmdline()) and p.name() not in ("sh", "bash", "dash")]  # not make's shell
         for p in server or [psutil.Process(self.proc.pid)]:
             p.send_signal(signal.SIGTERM)
         try:

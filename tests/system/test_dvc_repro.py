@@ -79,22 +79,6 @@ def teammate_reproduces_from_a_clone(project: Path, s3, clone: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_shard_dataset_is_a_dvc_output_and_trials_stream_it(tmp_path):
-    """data.format=shards: the ingest stage's output is the shard folder (a few large objects
-    instead of one per image) and a trial streams it (data.loading auto)."""
-    project = make_project(tmp_path, data={"format": "shards", "shard_bytes": 65536}, tracking={"enabled": False})
-    out = sh(["dvc", "repro", "trial@w0.3"], project, timeout=600)
-    assert "Running stage 'trial@w0.3'" in out
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
-    dataset = next(o for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/dataset")
-    shards = sorted((project / "data/dataset/shards").glob("*.tar"))
-    assert len(shards) >= 2 and not (project / "data/dataset/images").exists()
-    assert dataset["nfiles"] == len(shards) + 3  # + manifest, ingest report, the folder's .sslmae.json marker
-    assert (project / "runs/grid/w0.3/model.pt").is_file()
-    assert not (project / "data/cache").exists() or not list((project / "data/cache").glob("*.npy"))
-
-
-@pytest.mark.slow
 def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
     from tests.conftest import UCM
 
@@ -121,15 +105,18 @@ def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_baseline_mode_alone_runs_through_dvc_to_a_registered_model(tmp_path):
+def test_the_baseline_mode_alone_runs_through_dvc_to_a_registered_model_streaming_shards(tmp_path):
     """One knob: loss.mode=supervised_baseline with the default grid (no other change) runs `dvc repro`
     to a registered model; the grid follows the mode (its one trial, `baseline`; the w trials are
-    skipped, each leaving its marker)."""
+    skipped, each leaving its marker). The same project ingests as shards (data.format=shards): the
+    ingest stage's output is the shard folder (a few large objects instead of one per image) and the
+    trial streams it (data.loading auto)."""
     from sslmae.config.schema import DEFAULT_TRIALS
 
-    project = make_project(tmp_path, loss={"mode": "supervised_baseline"}, grid={"trials": DEFAULT_TRIALS})
+    project = make_project(tmp_path, loss={"mode": "supervised_baseline"}, grid={"trials": DEFAULT_TRIALS},
+                           data={"format": "shards", "shard_bytes": 65536})
     dvc_yaml = (project / "dvc.yaml").read_bytes()
-    out = sh(["dvc", "repro"], project, timeout=600)
+    out = sh(["dvc", "repro"], project, timeout=900)
     assert "Running stage 'trial@baseline'" in out and (project / "runs/grid/baseline/model.pt").is_file()
     for trial in ("w0.3", "w0.7", "learned"):
         assert [p.name for p in (project / "runs/grid" / trial).iterdir()] == ["skipped.json"]
@@ -140,3 +127,10 @@ def test_the_baseline_mode_alone_runs_through_dvc_to_a_registered_model(tmp_path
     assert registered["name"] == "sslmae" and registered["version"] == 1
     assert json.loads((project / "runs/registry/promotion.json").read_text())["promoted"]
     assert (project / "dvc.yaml").read_bytes() == dvc_yaml
+    # shards: a DVC output of a few objects, streamed by the trial (no decode cache)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    dataset = next(o for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/dataset")
+    shards = sorted((project / "data/dataset/shards").glob("*.tar"))
+    assert len(shards) >= 2 and not (project / "data/dataset/images").exists()
+    assert dataset["nfiles"] == len(shards) + 3  # + manifest, ingest report, the folder's .sslmae.json marker
+    assert not (project / "data/cache").exists() or not list((project / "data/cache").glob("*.npy"))

@@ -203,6 +203,7 @@ def _a_new_split_is_other_data(project: Path, env: dict, trained_first: set, cha
 
 
 def _dvc_keeps_its_promises(project: Path, s3, tmp_path: Path) -> None:
+    sh(["git", "add", "params.yaml"], project)  # the retraining's params, committed with the run's dvc.lock
     teammate_reproduces_from_a_clone(project, s3, tmp_path / "clone")
     for path in ("data/synth/labels.csv", "data/dataset/manifest.parquet", "data/split.csv",
                  "runs/grid/w0.3/model.pt", "runs/grid/w0.7/history.csv", "runs/grid/learned/model.pt",

@@ -115,6 +115,18 @@ def learnable(tmp_path_factory) -> tuple[Path, Path]:
     return root, split
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synth_dir, split_file) -> Path:
+    """The tiny model of `tiny_overrides` (2 epochs on synth_dir and split_file) trained once per
+    session through `sslmae train`: its run folder (model.pt, checkpoints/, history.csv,
+    metrics.json), read-only for its users; a test that trains on in it or damages it copies it first."""
+    from sslmae.cli.main import main
+
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    assert main(["train", *tiny_overrides(tmp, synth_dir, split_file)]) == 0
+    return tmp / "train"
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path, synth_dir, split_file):
     return load_config(None, tiny_overrides(tmp_path, synth_dir, split_file))

@@ -34,12 +34,13 @@ import json, sys
 from safetensors.torch import save_file
 from sslmae.model.backbone import build_backbone, load_pretrained
 from sslmae.model.weights_sources import fetch_weights
-source, backbone, size, patch, out = sys.argv[1:]
-w = fetch_weights(source, backbone)
-enc = build_backbone(backbone, int(size), int(patch))
-load_pretrained(enc, w.path, source)
-save_file(enc.state_dict(), out)
-print(json.dumps({"revision": w.revision, "mean": w.mean, "std": w.std, "path": str(w.path)}))
+backbone, size, patch, out, *sources = sys.argv[1:]
+for i, source in enumerate(sources):
+    w = fetch_weights(source, backbone)
+    enc = build_backbone(backbone, int(size), int(patch))
+    load_pretrained(enc, w.path, source)
+    save_file(enc.state_dict(), f"{out}.{i}")
+    print(json.dumps({"revision": w.revision, "mean": w.mean, "std": w.std, "path": str(w.path)}))
 """
 
 
@@ -63,14 +64,16 @@ def offline_env(tmp: Path) -> dict[str, str]:
             "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
-def load_in_child(tmp: Path, source: str, backbone: str, size: int, patch: int) -> tuple[dict, dict]:
-    """fetch_weights + load_pretrained in a process of its own (huggingface_hub reads HF_HOME and
-    HF_HUB_OFFLINE when imported) -> (what fetch_weights said, the encoder's state after loading)."""
+def load_in_child(tmp: Path, sources: list[str], backbone: str, size: int, patch: int) -> list[tuple[dict, dict]]:
+    """fetch_weights + load_pretrained of each source, one after the other, in a process of its own
+    (huggingface_hub reads HF_HOME and HF_HUB_OFFLINE when imported) -> per source (what
+    fetch_weights said, the encoder's state after loading)."""
     out = tmp / "loaded.safetensors"
-    done = subprocess.run([sys.executable, "-c", LOAD, source, backbone, str(size), str(patch), str(out)],
+    done = subprocess.run([sys.executable, "-c", LOAD, backbone, str(size), str(patch), str(out), *sources],
                           env=offline_env(tmp), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1]), load_file(str(out))
+    said = [json.loads(line) for line in done.stdout.strip().splitlines()[-len(sources):]]
+    return [(s, load_file(f"{out}.{i}")) for i, s in enumerate(said)]
 
 
 def test_timm_names_load_offline_from_the_hugging_face_cache(tmp_path):
@@ -78,8 +81,8 @@ def test_timm_names_load_offline_from_the_hugging_face_cache(tmp_path):
     torch.manual_seed(0)
     deit = timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict()  # the repo holds the head too
     hub_cache(tmp_path / "hf", "timm/deit_tiny_patch16_224.fb_in1k", {"model.safetensors": safetensors_bytes(deit, tmp_path)})
-    for source in ("timm:deit_tiny_patch16_224.fb_in1k", "timm"):
-        said, loaded = load_in_child(tmp_path, source, "tiny", 224, 16)
+    sources = ("timm:deit_tiny_patch16_224.fb_in1k", "timm")
+    for source, (said, loaded) in zip(sources, load_in_child(tmp_path, list(sources), "tiny", 224, 16)):
         assert said["revision"] == REV and said["mean"] == [0.485, 0.456, 0.406]
         assert Path(said["path"]).is_relative_to(tmp_path / "hf" / "hub")
         for k, v in loaded.items():
@@ -91,7 +94,7 @@ def test_a_distilled_deit_by_name_loads_without_its_distillation_token(tmp_path)
     deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False).state_dict()
     hub_cache(tmp_path / "hf", "timm/deit_tiny_distilled_patch16_224.fb_in1k",
               {"model.safetensors": safetensors_bytes(deit, tmp_path)})
-    _, loaded = load_in_child(tmp_path, "timm:deit_tiny_distilled_patch16_224.fb_in1k", "tiny", 224, 16)
+    ((_, loaded),) = load_in_child(tmp_path, ["timm:deit_tiny_distilled_patch16_224.fb_in1k"], "tiny", 224, 16)
     assert torch.equal(loaded["pos_embed"], torch.cat([deit["pos_embed"][:, :1], deit["pos_embed"][:, 2:]], 1))
     assert torch.equal(loaded["blocks.11.mlp.fc2.weight"], deit["blocks.11.mlp.fc2.weight"])
 
@@ -108,10 +111,11 @@ def test_a_hub_repo_with_revision_and_file_and_its_statistics(tmp_path):
     hub_cache(tmp_path / "hf", "acme/micro-rs", {"weights/ckpt.pth": (tmp_path / "ckpt.pth").read_bytes()}, rev=other)
     (tmp_path / "hf" / "hub" / "models--acme--micro-rs" / "refs" / "main").write_text(REV)
 
-    said, loaded = load_in_child(tmp_path, "hf-hub:acme/micro-rs", "micro", 32, 4)
+    (said, loaded), (said2, loaded2) = load_in_child(
+        tmp_path, ["hf-hub:acme/micro-rs", f"hf-hub:acme/micro-rs@{other}/weights/ckpt.pth"], "micro", 32, 4)
     assert said["revision"] == REV and said["mean"] == [0.3, 0.4, 0.5] and said["std"] == [0.2, 0.2, 0.25]
     assert all(torch.equal(v, micro[k]) for k, v in loaded.items())
-    said, loaded = load_in_child(tmp_path, f"hf-hub:acme/micro-rs@{other}/weights/ckpt.pth", "micro", 32, 4)
+    said, loaded = said2, loaded2
     assert said["revision"] == other and said["mean"] is None
     assert all(torch.equal(v, micro[k]) for k, v in loaded.items())
 

@@ -11,10 +11,9 @@ from sslmae.split import split_dataset
 from tests.conftest import tiny_overrides
 
 
-def test_evaluate_and_promote_score_the_same_rows(tmp_path, synth_dir, split_file, capsys):
+def test_evaluate_and_promote_score_the_same_rows(tmp_path, synth_dir, split_file, tiny_run, capsys):
     trained_with = tiny_overrides(tmp_path, synth_dir, split_file)
-    assert main(["train", *trained_with]) == 0
-    model = tmp_path / "train" / "model.pt"
+    model = tiny_run / "model.pt"  # `sslmae train` with trained_with's params (the session's tiny run)
     # later, params name another split: both commands follow params, not the model file's paths
     other = split_dataset(synth_dir, tmp_path / "other.csv", fraction=0.5, val=0.1, test=0.4, seed=9)
     tracked = [o for o in trained_with if not o.startswith(("tracking.", "data.split_file"))] + [

@@ -598,22 +598,30 @@ def test_a_killed_trial_resumes_from_the_stored_checkpoint_in_a_new_process(s3, 
                                                                               monkeypatch):
     """Pod 1 trains with its checkpoints mirrored to S3 and is SIGKILLed mid-run; pod 2 (a new
     process with a new, empty output folder, as a KFP retry gets) resumes from S3."""
+    epochs = 10
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
     monkeypatch.setenv("SSLMAE_CHECKPOINT_UPLOAD_EVERY_S", "0.5")  # a tiny epoch takes ~0.2 s
     store = Store(f"s3://{s3.bucket}/work")
-    cfg = load_config(None, tiny_overrides(tmp_path, synth_dir, split_file) + ["train.epochs=40",
+    cfg = load_config(None, tiny_overrides(tmp_path, synth_dir, split_file) + [f"train.epochs={epochs}",
                                                                               "train.checkpoint_every=1"])
     (tmp_path / "params.json").write_text(json.dumps(to_dict(cfg)))
     code = ("import json, sys; from sslmae.kubeflow.steps import trial_step; "
             "p = json.load(open(sys.argv[1])); "
             "print(json.dumps(trial_step(p, sys.argv[2], sys.argv[3], 'learned', sys.argv[4], sys.argv[5], 'run-1')))")
+    # pod 1 is a slow pod: from its second epoch on it lingers 3 s after each last.ckpt (the mirror
+    # thread goes on uploading), so the kill lands mid-run with few epochs planned, however busy the machine
+    slow = ("import time; from sslmae.train.checkpoints import AtomicCheckpointIO as IO; real = IO.save_checkpoint\n"
+            "def save(self, checkpoint, path, storage_options=None):\n"
+            "    real(self, checkpoint, path, storage_options)\n"
+            "    if str(path).endswith('last.ckpt') and checkpoint['epoch'] >= 1: time.sleep(3)\n"
+            "IO.save_checkpoint = save\n")
 
-    def pod_process(out):
-        return subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "params.json"), str(synth_dir),
+    def pod_process(out, prelude=""):
+        return subprocess.Popen([sys.executable, "-c", prelude + code, str(tmp_path / "params.json"), str(synth_dir),
                                  str(split_file), str(out), store.uri], cwd=tmp_path, env=dict(os.environ),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
-    first = pod_process(tmp_path / "pod1")
+    first = pod_process(tmp_path / "pod1", slow)
     stored = tmp_path / "stored.ckpt"
     deadline = time.monotonic() + 600
     remote = store.child("runs/run-1/trials/learned")
@@ -625,7 +633,7 @@ def test_a_killed_trial_resumes_from_the_stored_checkpoint_in_a_new_process(s3, 
     first.wait()
     assert remote.get("last.ckpt", stored)
     before = _history_rows(stored)
-    assert 1 <= len(before) < 40, "killed mid-run"
+    assert 1 <= len(before) < epochs, "killed mid-run"
     second = pod_process(tmp_path / "pod2")
     output = second.communicate(timeout=900)[0]
     assert second.returncode == 0, output[-3000:]
@@ -633,7 +641,7 @@ def test_a_killed_trial_resumes_from_the_stored_checkpoint_in_a_new_process(s3, 
     import pandas as pd
 
     history = pd.read_csv(tmp_path / "pod2" / "history.csv")
-    assert list(history["epoch"]) == list(range(40))
+    assert list(history["epoch"]) == list(range(epochs))
     for row in before:  # epochs before the kill come from the stored state, not from training again
         assert history.loc[row["epoch"], "epoch_seconds"] == pytest.approx(row["epoch_seconds"])
 

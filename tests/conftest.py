@@ -32,15 +32,25 @@ SCOPES = ("unit", "integration", "system", "data")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+SESSION_ENV = dict(os.environ)  # the environment the session started with
+
+
+def _session_environment() -> None:
+    """os.environ as the session started, but for pytest's own PYTEST_* variables."""
+    for key in [k for k in os.environ if k not in SESSION_ENV and not k.startswith("PYTEST_")]:
+        del os.environ[key]
+    os.environ.update(SESSION_ENV)
+
+
 @pytest.fixture(autouse=True)
 def _environment_restored():
-    """Each test starts from the same environment: `mlflow.set_tracking_uri`, which sslmae calls
-    in-process, also sets $MLFLOW_TRACKING_URI, and a later test's child processes (dvc repro)
-    would otherwise log into an earlier test's store."""
-    saved = dict(os.environ)
+    """Each test starts from the environment the session started with: `mlflow.set_tracking_uri`,
+    which sslmae calls in-process, also sets $MLFLOW_TRACKING_URI, and a later test's child processes
+    (dvc repro) would otherwise log into an earlier store; a session or module fixture runs before
+    any test's own fixtures (test_mlflow_model's logs a model), so restoring after each test is not enough."""
+    _session_environment()
     yield
-    os.environ.clear()
-    os.environ.update(saved)
+    _session_environment()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -5,6 +5,7 @@ registry here is MLflow's local sqlite store (the server: tests/system/test_trac
 import json
 
 import pandas as pd
+import pytest
 
 from sslmae.cli.main import main
 from sslmae.split import split_dataset
@@ -38,3 +39,23 @@ def test_evaluate_and_promote_score_the_same_rows(tmp_path, synth_dir, split_fil
     assert main(["promote", "--subset", "val", "--out", str(tmp_path / "p_val.json"), *tracked]) == 0
     assert json.loads((tmp_path / "p_val.json").read_text())["challenger_score"] == val["macro_auprc"]
     assert val["n_samples"] == (other["subset"] == "val").sum()
+
+
+@pytest.fixture(scope="module")
+def store_set_by_a_module_fixture(tmp_path_factory):
+    """What test_mlflow_model's module fixture does through log_mlflow_model: MLflow's set_tracking_uri
+    also exports $MLFLOW_TRACKING_URI, before any test's own fixtures run."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('leak') / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def test_each_test_starts_from_the_sessions_environment(store_set_by_a_module_fixture):
+    """A later test's child processes (a fresh clone's `make run`) must not log into that store."""
+    import os
+
+    from tests.conftest import SESSION_ENV
+
+    assert os.environ.get("MLFLOW_TRACKING_URI") == SESSION_ENV.get("MLFLOW_TRACKING_URI")

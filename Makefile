@@ -57,8 +57,12 @@ run-containers: install image
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sslmae pipeline run-containers --image $(IMAGE)
 
 # Every test, by scope (tests/unit, integration, system, data); pytest prints the slowest 20.
+# TEST_WORKERS pytest-xdist workers (default 2, a CI machine's cores): most of a test's time is one
+# process importing torch or waiting on another, so two workers on two cores finish in far less time.
+# The container tests share one worker (the image is built once); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: install chromium
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The inner loop: the unit tests alone (pure functions, model contracts, config, dvc.yaml), well under 2 minutes.
 test-fast: install

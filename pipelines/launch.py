@@ -26,6 +26,7 @@ from sslmae.kubeflow.multinode import check_trainer
 from sslmae.kubeflow.schedule import check_cron, replace_recurring_run
 from sslmae.kubeflow.services import docker_api, mlflow_server
 from sslmae.datasets.store import check_store
+from sslmae.tracking.runs import ready_store
 
 REPO = Path(__file__).resolve().parents[1]
 PODMAN_CONF = REPO / "docker" / "podman.conf"  # runc, ulimits, host network (docker/build.sh uses it too)
@@ -113,9 +114,9 @@ def local_mlflow_store(root: Path, experiment: str, log=print) -> str:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # what `mlflow server` serves
 
     root = root.resolve()
-    uri = f"sqlite:///{root / 'mlflow.db'}"
     with contextlib.redirect_stderr(sys.stdout):
-        store = SqlAlchemyStore(uri, str(root / "mlruns"))
+        uri = ready_store(f"sqlite:///{root / 'mlflow.db'}")  # its tables, made once under a lock
+        store = SqlAlchemyStore(uri, str(root / "mlruns"))  # the experiment's artifacts under the run folder
         try:
             if store.get_experiment_by_name(experiment) is None:
                 store.create_experiment(experiment)

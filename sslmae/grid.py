@@ -27,7 +27,6 @@ from sslmae.redact import redacted
 from sslmae.tracking.grid_log import log_grid
 from sslmae.tracking.lineage import recorded_run_id
 from sslmae.tracking.runs import check_tracking, flat_params
-from sslmae.train.run import train
 
 LEARNED = "learned"
 BASELINE = "baseline"
@@ -76,6 +75,8 @@ def run_trial(cfg: Config, trial: str):
                                            "reason": f"loss.mode {cfg.loss.mode} does not run {trial}"})
         return None
     (folder / SKIPPED_FILE).unlink(missing_ok=True)
+    from sslmae.train.run import train  # late: Lightning's import costs seconds a skipped trial or the selection never uses
+
     return train(trial_config(cfg, trial))
 
 

@@ -54,11 +54,16 @@ def _environment_restored():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Each test is marked with the scope of its folder."""
+    """Each test is marked with the scope of its folder. Under pytest-xdist (make test), the tests that
+    use the project image run on one worker (`--dist loadgroup`), so it is built once, and the slow
+    tests are handed out first, so that no long test starts last while the other worker idles."""
     for item in items:
         scope = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
         if scope in SCOPES:
             item.add_marker(getattr(pytest.mark, scope))
+        if item.get_closest_marker("container"):
+            item.add_marker(pytest.mark.xdist_group("image"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind stays
 
 
 def folder_digest(folder: Path) -> str:

@@ -33,7 +33,7 @@ from sslmae.redact import redacted_output
 from sslmae.release import promote, register
 from sslmae.report.build import build_report
 from sslmae.split import history_file, split_dataset
-from sslmae.tracking.data_identity import DataIdentity, data_identity, split_key
+from sslmae.tracking.data_identity import data_identity, split_key
 from sslmae.tracking.grid_log import log_report
 from sslmae.tracking.runs import DEFAULT_URI, tracking_uri
 from sslmae.train.run import train
@@ -218,8 +218,7 @@ def register_promote_step(params: dict, model_file: str, metrics_file: str, data
         raise ValueError("no MLflow tracking server: set MLFLOW_TRACKING_URI (secret sslmae-mlflow) or tracking.uri")
     out = Path(out_dir)
     dataset_dir = local_dataset(dataset_dir)
-    found = data_identity(dataset_dir, split_file)
-    identity = DataIdentity(data_key or found.key, found.dataset_sha256, found.split_sha256)
+    identity = data_identity(dataset_dir, split_file, key=data_key)
     info = register(cfg, model_file, json.loads(Path(metrics_file).read_text()), identity,
                     out=out / "registered.json")
     gate = updated(cfg, {"data.dir": dataset_dir, "data.split_file": split_file})

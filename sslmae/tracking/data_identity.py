@@ -69,12 +69,14 @@ def split_key(split_file: str | Path, history: str | Path | None = None) -> str:
     return hashlib.sha256("\n".join(sorted(test)).encode()).hexdigest()
 
 
-def data_identity(dataset_dir: str | Path, split_file: str | Path, history: str | Path | None = None) -> DataIdentity:
-    """The identity of the data at `dataset_dir` split by `split_file`."""
+def data_identity(dataset_dir: str | Path, split_file: str | Path, history: str | Path | None = None,
+                  key: str = "") -> DataIdentity:
+    """The identity of the data at `dataset_dir` split by `split_file`; `key` when the caller already has
+    it (Kubeflow's split step computed it from the store's history, which this step does not see)."""
     if not Path(split_file).is_file():
         raise FileNotFoundError(f"{split_file}: split table not found: the registry needs the split a model was "
                                 "trained on to know its data (data.split_file)")
-    return DataIdentity(split_key(split_file, history), dataset_digest(dataset_dir), file_sha256(split_file))
+    return DataIdentity(key or split_key(split_file, history), dataset_digest(dataset_dir), file_sha256(split_file))
 
 
 def warn(message: str) -> None:

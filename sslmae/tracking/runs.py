@@ -22,10 +22,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from importlib.metadata import version
 from typing import Iterator
 
-import lightning
-import timm
 import torch
 
 import sslmae
@@ -138,7 +137,8 @@ def flat_params(params: dict) -> dict[str, str]:
 def environment() -> dict[str, str]:
     """Versions and device, as tags."""
     env = {"sslmae.version": sslmae.__version__, "python": platform.python_version(), "torch": torch.__version__,
-           "lightning": lightning.__version__, "timm": timm.__version__, "host.platform": platform.platform()}
+           # read from the installed metadata: importing lightning costs a command seconds it does not use
+           "lightning": version("lightning"), "timm": version("timm"), "host.platform": platform.platform()}
     if torch.cuda.is_available():
         env["device"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     else:

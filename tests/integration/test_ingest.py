@@ -139,6 +139,17 @@ def test_deterministic_bytes(tmp_path):
     assert folder_digest(tmp_path / "a") == folder_digest(tmp_path / "b")
 
 
+def test_an_ingested_folder_is_a_source_and_re_ingesting_it_is_an_identity(tmp_path):
+    """The manifest layout reads an ingested folder back: the same manifest but for each row's `source`."""
+    src = tmp_path / "src"
+    labels_csv_dataset(src, ext="tif")
+    ingest(str(src), tmp_path / "a", log=quiet)
+    ingest(str(tmp_path / "a"), tmp_path / "b", log=quiet)
+    a = pq.read_table(tmp_path / "a" / "manifest.parquet").drop(["source"])
+    b = pq.read_table(tmp_path / "b" / "manifest.parquet").drop(["source"])
+    assert a.equals(b)
+
+
 def test_interrupted_ingest_leaves_nothing(tmp_path, monkeypatch):
     import sslmae.datasets.ingest as mod
 

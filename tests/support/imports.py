@@ -55,9 +55,11 @@ def _with_parents(module: str) -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def closure(module: str) -> frozenset[str]:
+def closure(module: str, called: bool = False) -> frozenset[str]:
     """Every project module that importing `module` runs (module-level imports only: a
-    function-local import is an optional dependency's, and runs only when called)."""
+    function-local import is an optional dependency's, and runs only when called); with `called`,
+    also the project modules its functions import when called (what a command may run: a DVC
+    stage's code, where a module is imported late only to keep a command's start fast)."""
     seen: set[str] = set()
     todo = _with_parents(module)
     while todo:
@@ -67,7 +69,7 @@ def closure(module: str) -> frozenset[str]:
         seen.add(current)
         for name, _, local in imports(modules()[current]):
             target = _resolve(name)
-            if target is not None and not local:
+            if target is not None and (called or not local):
                 todo.extend(p for p in _with_parents(target) if p not in seen)
     return frozenset(seen)
 
@@ -94,4 +96,4 @@ def covering(paths: set[str]) -> list[str]:
 def stage_code(command: str) -> list[str]:
     """The code dependencies of a DVC stage that runs `sslmae <command>`: its command module and
     everything it imports, as `covering` lists them."""
-    return covering(files(closure(f"sslmae.cli.commands.{command}")))
+    return covering(files(closure(f"sslmae.cli.commands.{command}", called=True)))

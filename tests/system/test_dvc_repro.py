@@ -86,22 +86,13 @@ def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
         pytest.skip(f"{UCM} not present")
     project = make_project(tmp_path, data={"source": str(UCM), "dir": "data/ucm"},
                            train={"epochs": 1, "batch_size": 64, "progress_bar": False, "accelerator": "cpu"},
-                           grid={"trials": ["w0.5", "learned"]},
+                           grid={"trials": ["w0.5"]},
                            split={"fraction": 0.05})
     out = sh(["dvc", "repro"], project, timeout=900)
     assert "layout: labels-csv (detected)" in out and "ingested 2100 images, 17 labels" in out
     metrics = json.loads((project / "runs/eval/metrics.json").read_text())
     assert metrics["n_samples"] > 300 and metrics["n_labels_absent"] == 0
-    # an already ingested folder is a valid source too: re-ingesting it is an identity
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(source="data/ucm", dir="data/ucm2")
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["dvc", "repro", "ingest"], project, timeout=600)
-    import pyarrow.parquet as pq
-
-    a = pq.read_table(project / "data/ucm/manifest.parquet").drop(["source"])
-    b = pq.read_table(project / "data/ucm2/manifest.parquet").drop(["source"])
-    assert a.equals(b)
+    # re-ingesting an ingested folder is an identity: tests/integration/test_ingest.py, on synthetic data
 
 
 @pytest.mark.slow

@@ -68,10 +68,13 @@ def test_no_import_runs_back_up_and_none_forms_a_circle():
 
 def test_library_imports_of_sslmae_are_at_module_level():
     """Function-local imports are for optional heavy dependencies only (and for KFP components,
-    whose function bodies run alone in the container)."""
+    whose function bodies run alone in the container). A project module imported late to keep a
+    command's start fast says so on its line (`# late: why`); DVC's stage code follows those too
+    (tests/support/imports.closure(called=True))."""
     hidden = [f"{path.relative_to(REPO)}:{line} {target}"
               for name, path in modules().items() if name.startswith("sslmae")
-              for target, line, local in imports(path) if local and target.startswith("sslmae")]
+              for target, line, local in imports(path) if local and target.startswith("sslmae")
+              and "# late: " not in path.read_text().splitlines()[line - 1]]
     assert hidden == []
 
 

@@ -76,6 +76,12 @@ class DataConfig(Section):
     """Which dataset the pipeline trains on, and how images are fed to the model."""
 
     source: str = "data/synth"  # what `sslmae ingest` reads: folder, archive or s3://bucket/prefix
+    # archives of images nobody labeled, ingested beside `source` as the pool the method learns from:
+    # folders, archives or s3:// prefixes of images (ids, the file stems, unique across every source)
+    unlabeled: list[str] = []
+    # a table row (manifest layout) with no labels cell: error (a typo never drops an image's labels),
+    # or pool (that image joins the unlabeled pool)
+    unlabeled_rows: Literal["error", "pool"] = "error"
     layout: one_of(["auto", *LAYOUTS]) = "auto"
     on_bad: one_of(ON_BAD) = "error"
     format: Literal["files", "shards"] = "files"  # what ingest writes: images/ files, or tar shards (scale)
@@ -108,7 +114,9 @@ class AugmentConfig(Section):
 class SplitConfig(Section):
     """train/val/test and labeled/unlabeled split (`sslmae split`)."""
 
-    fraction: float = Field(0.1, gt=0.0, le=1.0)
+    # labeled share of train's labeled images; null: 1 when the data has an unlabeled pool (every labeled
+    # training image used as labeled), else 0.1 (the paper's protocol: hide the labels of the rest)
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.2, ge=0.0, lt=1.0)
     seed: Int = 42
@@ -156,7 +164,8 @@ class TrainConfig(Section):
 
     out_dir: str = free_field("runs/train")
     epochs: Int = Field(30, ge=1)
-    batch_size: Int = Field(32, ge=1)  # labeled images per step (+ as many unlabeled)
+    batch_size: Int = Field(32, ge=1)  # labeled images per step (+ unlabeled_ratio x as many unlabeled)
+    unlabeled_ratio: Int = Field(1, ge=1)  # mu: unlabeled images per labeled one in a step (1: the authors')
     lr: float = Field(5e-4, gt=0.0)
     weight_decay: float = Field(0.05, ge=0.0)
     weight_decay_on: one_of(DECAY_RULES) = "weights"  # weights: matrices only; all: every parameter

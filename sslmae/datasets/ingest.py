@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sslmae.atomic import atomic_dir
 from sslmae.datasets.catalog import match_catalog
@@ -39,30 +37,18 @@ from sslmae.datasets.decode import Decoded, ImageProblem, decode, encode_png
 from sslmae.datasets.layouts import LAYOUTS, detect_layout
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RawDataset, Record
-from sslmae.datasets.shards import DEFAULT_SHARD_BYTES, ShardSink, member_json
+from sslmae.datasets.pool import PoolRule, read_pool
+from sslmae.datasets.shards import DEFAULT_SHARD_BYTES, member_json
 from sslmae.datasets.sources import materialize, object_fetcher, source_kind
 from sslmae.datasets.store import Store
+from sslmae.datasets.writers import (MANIFEST, MANIFEST_COLUMNS, POOL_COLUMNS, SHARD_COLUMNS,  # noqa: F401 (re-exported)
+                                     FolderWriter, ShardWriter)
 from sslmae.outputs import MARKER, OutputError, check_apart, claim_folder, work_dir
 from sslmae.progress import Stopwatch, progress
 
-MANIFEST = "manifest.parquet"
 REPORT = "ingest_report.json"
 LEGACY = (MANIFEST, REPORT)  # an ingest output older than the marker file
 FORMATS = ("files", "shards")
-MANIFEST_COLUMNS = {
-    "image": pa.string(),  # id, unique; file stem
-    "path": pa.string(),  # relative to the dataset folder: the image file, or the shard holding it
-    "sha256": pa.string(),  # of the stored bytes
-    "content_sha256": pa.string(),  # of the decoded pixels: equal for identical images
-    "width": pa.int32(),  # of the source image
-    "height": pa.int32(),
-    "bands": pa.int32(),  # of the source (e.g. 1 grayscale, 4 RGBA, 3 band files)
-    "labels": pa.list_(pa.uint8()),  # (C,) 0/1 in label_names order
-    "label_names": pa.list_(pa.string()),  # names of the positive labels
-    "split": pa.string(),  # predefined train/val/test, or null
-    "source": pa.string(),  # where the pixels came from, relative to the source root
-}
-SHARD_COLUMNS = {**MANIFEST_COLUMNS, "offset": pa.int64(), "size": pa.int64()}  # of the bytes in the shard
 DEFAULT_MAX_PIXELS = 100_000_000  # 10k x 10k: far above any scene tile; stops decompression bombs
 DEFAULT_MIN_SIDE = 16
 
@@ -76,11 +62,11 @@ class IngestResult:
     report: dict
 
 
-def _decoded(records: list[Record], raw: RawDataset, max_pixels: int, min_side: int, workers: int):
+def _decoded(records, band_max: float | None, max_pixels: int, min_side: int, workers: int):
     """(record, Decoded | ImageProblem) in record order, at most 4 x workers decoded at once."""
     def one(rec: Record):
         try:
-            return decode(rec.files, max_pixels, min_side, raw.band_max)
+            return decode(rec.files, max_pixels, min_side, band_max if rec.known else None)
         except ImageProblem as exc:
             return exc
 
@@ -153,56 +139,6 @@ def _metadata(raw: RawDataset, catalog: str | None = None) -> dict[bytes, bytes]
     return {k.encode(): v.encode() for k, v in meta.items()}
 
 
-class _FolderWriter:
-    """images/<id>.<ext>, and the manifest in one table at the end (small data)."""
-
-    def __init__(self, tmp: Path):
-        self.tmp, self.rows = tmp, []
-        (tmp / "images").mkdir()
-
-    def add(self, row: dict, ext: str, data: bytes, meta: bytes) -> None:
-        rel = f"images/{row['image']}.{ext}"
-        (self.tmp / rel).write_bytes(data)
-        self.rows.append({**row, "path": rel})
-
-    def finish(self, metadata: dict) -> None:
-        table = pa.Table.from_pylist(self.rows, schema=pa.schema(MANIFEST_COLUMNS))
-        pq.write_table(table.replace_schema_metadata(metadata), self.tmp / MANIFEST, compression="zstd")
-
-    def abort(self) -> None:
-        pass
-
-
-class _ShardWriter:
-    """Shards under `tmp`, the manifest row group by row group; with `remote`, each closed shard is
-    uploaded there and removed here (local disk: one shard), the manifest last."""
-
-    def __init__(self, tmp: Path, shard_bytes: int, remote: Store | None, metadata: dict):
-        self.tmp, self.remote, self.key = tmp, remote, 0
-        self.table = pq.ParquetWriter(tmp / f".{MANIFEST}.partial", pa.schema(SHARD_COLUMNS, metadata=metadata),
-                                      compression="zstd")
-        self.sink = ShardSink(tmp, shard_bytes, self._closed)
-
-    def _closed(self, shard: Path, rows: list[dict]) -> None:
-        self.table.write_table(pa.Table.from_pylist(rows, schema=self.table.schema))
-        if self.remote is not None:
-            self.remote.put(shard, rows[0]["path"])
-            shard.unlink()
-
-    def add(self, row: dict, ext: str, data: bytes, meta: bytes) -> None:
-        self.sink.add(row, self.key, ext, data, meta)
-        self.key += 1
-
-    def finish(self, metadata: dict) -> None:
-        self.sink.close_shard()
-        self.table.close()
-        (self.tmp / f".{MANIFEST}.partial").rename(self.tmp / MANIFEST)
-
-    def abort(self) -> None:
-        self.sink.abort()
-        self.table.close()
-
-
 def _claim_remote(out: str, remove: bool = True) -> Store:
     """The s3:// prefix, if ingest may write there: empty, or an earlier ingest's output. With
     `remove`, that output goes: its manifest first, so it is never taken for whole meanwhile."""
@@ -230,9 +166,11 @@ def ingest(
     workers: int = 4,
     format: str = "files",
     shard_bytes: int = DEFAULT_SHARD_BYTES,
+    unlabeled: list[str] | tuple[str, ...] = (),
     log=print,
 ) -> IngestResult:
-    """Ingest SOURCE (folder, archive or s3://bucket/prefix) into OUT. See the module doc."""
+    """Ingest SOURCE (folder, archive or s3://bucket/prefix), and the unlabeled sources beside it
+    (the pool: sslmae.datasets.pool), into OUT. See the module doc."""
     problems = Problems(on_bad)
     if layout != "auto" and layout not in LAYOUTS:
         raise DatasetError(f"--layout: must be auto or one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -245,8 +183,9 @@ def ingest(
     took = Stopwatch()
     if not remote:
         claim_folder(out, "ingest", LEGACY)
-        if source_kind(source) not in ("s3", "url"):
-            check_apart(out, source, "ingest")
+        for src in (source, *unlabeled):
+            if source_kind(src) not in ("s3", "url"):
+                check_apart(out, src, "ingest")
     else:
         _claim_remote(str(out), remove=False)
     with work_dir("ingest") as work:
@@ -257,16 +196,19 @@ def ingest(
         raw = LAYOUTS[chosen].read(root, problems, fetch=object_fetcher(Path(work), s3_endpoint))
         if not raw.records and not problems.items:
             raise DatasetError(f"{source}: no images found")
+        pool = read_pool(list(unlabeled), Path(work), problems, len(raw.label_names), s3_endpoint)
         target = _claim_remote(str(out)) if remote else None
         with (atomic_dir(out, "ingest", LEGACY) if not remote else _staging(Path(work))) as tmp:
-            report = _write(source, raw, tmp, problems, chosen, on_bad, format, shard_bytes, target,
+            report = _write(source, raw, pool, tmp, problems, chosen, on_bad, format, shard_bytes, target,
                             (max_pixels, min_side, workers))
             if remote:
                 _publish_remote(tmp, target)
     for item in problems.items:
         log(f"skipped {item['where']}: {item['problem']}")
     n = report["n_images"]
-    log(f"ingested {n} images, {len(raw.label_names)} labels ({chosen}) from {source} into {out} in {took}"
+    pooled = f" + {report['pool']['n_images']} unlabeled (the pool)" if "pool" in report else ""
+    log(f"ingested {n - (report['pool']['n_images'] if pooled else 0)} images{pooled}, {len(raw.label_names)} labels "
+        f"({chosen}) from {source} into {out} in {took}"
         + (f"; skipped {len(problems.items)}, see {out}/{REPORT}" if problems.items else ""))
     return IngestResult(out if remote else Path(out), chosen, n, raw.label_names, report)
 
@@ -283,18 +225,37 @@ def _staging(work: Path):
     return folder()
 
 
-def _write(source: str, raw: RawDataset, tmp: Path, problems: Problems, chosen: str, on_bad: str, fmt: str,
-           shard_bytes: int, remote: Store | None, decoding: tuple[int, int, int]) -> dict:
-    """Every image of `raw` into `tmp` in format `fmt`; the report, also written there."""
-    writer = _FolderWriter(tmp) if fmt == "files" else _ShardWriter(tmp, shard_bytes, remote, _metadata(raw))
-    records = raw.records
-    tally = _Tally(raw.label_names, records.images.__getitem__ if hasattr(records, "images")
-                   else lambda i: records[i].image)
+def _image_of(parts: list) -> Callable[[int], str]:
+    """Row index across `parts` (record lists or RecordTables, in order) -> image id."""
+    ends = np.cumsum([len(p) for p in parts])
+
+    def image_of(i: int) -> str:
+        k = int(np.searchsorted(ends, i, side="right"))
+        part, j = parts[k], i - (int(ends[k - 1]) if k else 0)
+        return part.images[j] if hasattr(part, "images") else part[j].image
+
+    return image_of
+
+
+def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Problems, chosen: str, on_bad: str,
+           fmt: str, shard_bytes: int, remote: Store | None, decoding: tuple[int, int, int]) -> dict:
+    """Every image of `raw`, then of each `pool` table (its rows kept by the pool rule), into `tmp` in
+    format `fmt`; the report, also written there."""
+    columns = {**MANIFEST_COLUMNS, **POOL_COLUMNS} if pool else MANIFEST_COLUMNS
+    writer = FolderWriter(tmp, columns) if fmt == "files" else ShardWriter(tmp, shard_bytes, remote, _metadata(raw),
+                                                                             columns)
+    parts = [raw.records, *pool]
+    tally = _Tally(raw.label_names, _image_of(parts))
+    rule = (PoolRule(raw.records.images if hasattr(raw.records, "images") else [r.image for r in raw.records])
+            if pool else None)  # without a pool, ingest keeps nothing per image beyond what it did
+    by_origin = {table.origin: 0 for table in pool}
     try:
-        decoded = _decoded(raw.records, raw, *decoding)
-        for index, (rec, img) in enumerate(progress(decoded, "ingest: decoding", total=len(raw.records))):
+        for index, (rec, img) in enumerate(progress(_chain_decoded(parts, raw.band_max, decoding), "ingest: decoding",
+                                                    total=sum(len(p) for p in parts))):
             if isinstance(img, ImageProblem):
                 problems.bad(", ".join(str(f) for f in rec.files), str(img), img.kind)
+                continue
+            if not rec.known and not rule.keep(rec.image, img.content_sha256, rec.origin, str(rec.files[0])):
                 continue
             for note in img.notes:
                 problems.warn(rec.image, note, "converted")
@@ -304,13 +265,20 @@ def _write(source: str, raw: RawDataset, tmp: Path, problems: Problems, chosen: 
                    "content_sha256": img.content_sha256, "width": img.width, "height": img.height,
                    "bands": img.bands, "labels": rec.labels.tolist(), "label_names": positives,
                    "split": rec.split, "source": rec.source}
-            writer.add(row, ext, data, member_json(rec.image, positives))
+            if pool:
+                row.update(labeled=rec.known, origin=rec.origin)
+            if rule is not None and rec.known:
+                rule.add_labeled(rec.image, img.content_sha256)
+            elif rule is not None:
+                by_origin[rec.origin] += 1
+            writer.add(row, ext, data, member_json(rec.image, positives if rec.known else None))
             tally.add(row, index)
-        if not tally.n:
+        n_labeled = tally.n - sum(by_origin.values())
+        if not n_labeled:
             raise DatasetError(f"{source}: every image was rejected ({len(problems.items)} problems)")
         tally.never_positive(raw.label_names, problems)
         identical = tally.identical(problems)
-        catalog = match_catalog(raw.label_names, tally.n)
+        catalog = match_catalog(raw.label_names, n_labeled)
         writer.finish(_metadata(raw, catalog.name if catalog else ""))
     except BaseException:
         writer.abort()
@@ -320,10 +288,18 @@ def _write(source: str, raw: RawDataset, tmp: Path, problems: Problems, chosen: 
               "catalog": catalog.name if catalog else None, "n_images": tally.n, "label_names": raw.label_names,
               "label_counts": dict(zip(raw.label_names, tally.counts.tolist())),
               "skipped": problems.items, "warnings": problems.warnings, "identical": identical}
+    if pool:
+        report["pool"] = rule.report(by_origin)
     if fmt == "files":
         report.pop("format")  # the folder format's report stays byte for byte what it was
     (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _chain_decoded(parts: list, band_max: float | None, decoding: tuple[int, int, int]):
+    """_decoded over the records of every part in turn."""
+    for part in parts:
+        yield from _decoded(part, band_max, *decoding)
 
 
 def _publish_remote(tmp: Path, store: Store) -> None:

@@ -37,7 +37,7 @@ def read_manifest(root: Path | str, table_path: Path | None = None) -> LabeledIm
         raise DatasetError(f"{named}: cannot read manifest: {exc}") from None
     meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
     shards = meta.get("sslmae.format") == "shards"
-    needed = REQUIRED + (("offset", "size") if shards else ())
+    needed = REQUIRED + (("offset", "size") if shards else ()) + (("labeled",) if "labeled" in schema.names else ())
     missing = [c for c in needed if c not in schema.names]
     if missing or "sslmae.label_names" not in meta:
         raise DatasetError(f"{named}: not an sslmae manifest (missing {missing or ['label names metadata']})")
@@ -54,7 +54,8 @@ def read_manifest(root: Path | str, table_path: Path | None = None) -> LabeledIm
     split = table["split"]
     predefined = split.to_numpy(zero_copy_only=False) if split.null_count < n else None
     common = dict(ids=table["image"].to_pylist(), label_names=names, labels=labels.reshape(n, len(names)),
-                  task=meta.get("sslmae.task", "mlc"), groups=groups, predefined=predefined)
+                  task=meta.get("sslmae.task", "mlc"), groups=groups, predefined=predefined,
+                  known=table["labeled"].to_numpy(zero_copy_only=False).astype(bool) if "labeled" in needed else None)
     if shards:
         index = _shard_index(str(root), table)
         if not is_remote(root):

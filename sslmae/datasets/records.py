@@ -14,7 +14,9 @@ class Record:
 
     image: id (unique, used as the output file stem);  files: the file(s) holding its pixels
     (one RGB file, or one file per band, red-green-blue order);  labels: (C,) 0/1;
-    split: a predefined train/val/test, or None.
+    split: a predefined train/val/test, or None;  known: whether its labels are known (False: an
+    image of the unlabeled pool, its labels all 0);  origin: which source it came from
+    (sslmae.datasets.pool: "source", or "unlabeled/<i>" for data.unlabeled[i]).
     """
 
     image: str
@@ -22,6 +24,8 @@ class Record:
     labels: np.ndarray
     split: str | None = None
     source: str = ""
+    known: bool = True
+    origin: str = "source"
 
 
 class RecordTable:
@@ -29,8 +33,9 @@ class RecordTable:
     image rather than objects: a layout reader's output for a large dataset. Iterating it makes
     each Record as it is needed."""
 
-    def __init__(self, root: str, n_labels: int):
+    def __init__(self, root: str, n_labels: int, known: bool = True, origin: str = "source"):
         self.root = root  # the source root: every file is given relative to it (its Record's source)
+        self.known, self.origin = known, origin  # of every record (Record.known, Record.origin)
         self.images: list[str] = []
         self.files: list[str] = []  # one image file each
         self.splits: list[str | None] = []
@@ -54,7 +59,7 @@ class RecordTable:
         root = Path(self.root)
         for i, image in enumerate(self.images):
             yield Record(image=image, files=(root / self.files[i],), labels=labels[i], split=self.splits[i],
-                         source=self.files[i])
+                         source=self.files[i], known=self.known, origin=self.origin)
 
 
 @dataclass
@@ -87,7 +92,8 @@ class LabeledImages:
     paths: (N,) image files (empty for a shard dataset: see `shards`);  ids: (N,) image ids;
     labels: (N, C) uint8 0/1;  groups: (N,) ids shared by images with identical pixels, or None
     (not computed);  predefined: (N,) train/val/test from the source, or None;  shards: where the
-    images lie in a shard dataset, else None.
+    images lie in a shard dataset, else None;  known: (N,) bool, whether each image's labels are
+    known (False: the unlabeled pool, labels all 0), or None where every image's are.
     """
 
     root: Path | str
@@ -99,6 +105,7 @@ class LabeledImages:
     groups: np.ndarray | None = None
     predefined: np.ndarray | None = None
     shards: ShardIndex | None = None
+    known: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

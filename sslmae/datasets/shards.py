@@ -33,8 +33,9 @@ def _padded(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
-def member_json(image: str, labels: list[str]) -> bytes:
-    """The JSON member of an image: its id and label names (for readers other than sslmae)."""
+def member_json(image: str, labels: list[str] | None) -> bytes:
+    """The JSON member of an image: its id and label names (for readers other than sslmae); labels
+    null for an image of the unlabeled pool (unknown, not none)."""
     return json.dumps({"image": image, "labels": labels}, separators=(",", ":")).encode()
 
 

@@ -1,5 +1,6 @@
-"""`sslmae ingest`: any supported layout -> the canonical dataset (params `data.source`, `data.dir`,
-`data.layout`, `data.on_bad`, `data.format`, `data.shard_bytes`)."""
+"""`sslmae ingest`: any supported layout, and the unlabeled sources beside it, -> the canonical dataset
+(params `data.source`, `data.unlabeled`, `data.dir`, `data.layout`, `data.on_bad`, `data.format`,
+`data.shard_bytes`)."""
 
 from sslmae.cli.params import add_params, knob_flag, knob_positional, load_params
 from sslmae.datasets.ingest import ingest
@@ -7,6 +8,7 @@ from sslmae.datasets.ingest import ingest
 
 def add_arguments(p) -> None:
     knob_positional(p, "data.source", "SOURCE", "a folder, a .zip/.tar(.gz) archive, or s3://bucket/prefix")
+    knob_flag(p, "--unlabeled", "data.unlabeled", "unlabeled sources, the pool, as a list: '[DIR, ARCHIVE, s3://B/P]'")
     knob_flag(p, "--out", "data.dir", "dataset folder to write (shards: also s3://bucket/prefix)")
     knob_flag(p, "--format", "data.format", "files: images/ (small data) | shards: tar shards (data at scale)")
     knob_flag(p, "--shard-bytes", "data.shard_bytes", "shards: about this many bytes each")
@@ -24,4 +26,4 @@ def run(args) -> None:
     limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("min_side", args.min_side),
                                 ("workers", args.workers)) if v is not None}
     ingest(d.source, d.dir, layout=d.layout, on_bad=d.on_bad, s3_endpoint=args.s3_endpoint, format=d.format,
-           shard_bytes=d.shard_bytes, **limits)
+           shard_bytes=d.shard_bytes, unlabeled=d.unlabeled, **limits)

@@ -1,0 +1,88 @@
+"""The unlabeled pool (`data.unlabeled`): archives of images nobody labeled, ingested beside the
+labeled source, and the rule that keeps a pool image from counting twice or leaking into training.
+
+Each source (a folder, an archive or an s3:// prefix, as `data.source` takes) is read as a folder of
+images, recursively; an image's id is its file stem, unique across every source.
+
+The rule, on `content_sha256` (the sha256 of an image's decoded pixels: its size and upright RGB
+bytes, the digest ingest keeps for every image; the same pixels in another container give the same
+digest, cleanvision's exact-duplicate rule with a stronger hash): a pool image with the pixels of a
+labeled image is that labeled image. It is counted once, as labeled, and reported
+(`ingest_report.json`, pool.same_as_labeled). Val and test are drawn from labeled images only, so a
+pool copy of a val or test image never reaches training, not even through the reconstruction loss.
+A pool id seen twice is one image when the pixels agree (the repeat is dropped and reported), else
+an error, as is a pool id that names a labeled image with other pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sslmae.datasets.layouts.files import index_images
+from sslmae.datasets.problems import DatasetError, Problems
+from sslmae.datasets.records import RecordTable
+from sslmae.datasets.sources import materialize
+from sslmae.redact import redact
+
+SOURCE = "source"  # the origin of data.source's images
+
+
+def origin(i: int) -> str:
+    """The origin recorded for images of data.unlabeled[i]."""
+    return f"unlabeled/{i}"
+
+
+def read_pool(sources: list[str], work: Path, problems: Problems, n_labels: int,
+              s3_endpoint: str | None = None) -> list[RecordTable]:
+    """One table of unlabeled records (labels all 0) per source, in the order given."""
+    tables = []
+    for i, source in enumerate(sources):
+        root = materialize(source, work, s3_endpoint)
+        index = index_images(root, problems, recursive=True, root=root)
+        if not index:
+            raise DatasetError(f"{redact(source)}: unlabeled source (data.unlabeled[{i}]) holds no image")
+        table = RecordTable(str(root), n_labels, known=False, origin=origin(i))
+        zeros = bytes(n_labels)
+        for image, rel in index.items():
+            table.append(image, rel, zeros)
+        tables.append(table)
+    return tables
+
+
+class PoolRule:
+    """The module's rule, applied as rows go by (labeled rows first): what to do with each pool row.
+    Memory: 16 bytes of digest per labeled image and per pool id, never the images."""
+
+    def __init__(self, labeled_ids):
+        self.labeled_ids = set(labeled_ids)
+        self.labeled: dict[bytes, str] = {}  # digest -> the first labeled image with it
+        self.pool: dict[str, bytes] = {}  # pool id -> digest
+        self.same_as_labeled: list[dict] = []
+        self.repeated: list[dict] = []
+
+    def add_labeled(self, image: str, content_sha256: str) -> None:
+        self.labeled.setdefault(bytes.fromhex(content_sha256[:32]), image)
+
+    def keep(self, image: str, content_sha256: str, origin: str, where: str) -> bool:
+        """Whether a pool row is written; DatasetError for an id that names two different images."""
+        digest = bytes.fromhex(content_sha256[:32])
+        twin = self.labeled.get(digest)
+        if twin is not None:
+            self.same_as_labeled.append({"image": image, "origin": origin, "labeled": twin})
+            return False
+        if image in self.labeled_ids:
+            raise DatasetError(f"{where}: image id {image!r} is also a labeled image, with other pixels: ids (file "
+                               "stems) must be unique across data.source and data.unlabeled")
+        first = self.pool.get(image)
+        if first is None:
+            self.pool[image] = digest
+            return True
+        if first != digest:
+            raise DatasetError(f"{where}: image id {image!r} is already in the pool with other pixels: ids "
+                               "(file stems) must be unique across data.unlabeled's sources")
+        self.repeated.append({"image": image, "origin": origin})
+        return False
+
+    def report(self, counts: dict[str, int]) -> dict:
+        """What ingest_report.json says about the pool: its images by origin and what was dropped."""
+        return {"n_images": sum(counts.values()), "by_origin": counts, "same_as_labeled": self.same_as_labeled,
+                "repeated": self.repeated}

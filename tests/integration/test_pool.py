@@ -1,0 +1,118 @@
+"""The unlabeled pool at ingest (sslmae.datasets.pool): unlabeled sources beside the labeled one, the
+rule on decoded-pixel digests (a copy of a labeled image counts once, as labeled), and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from sslmae.datasets.ingest import ingest
+from sslmae.datasets.load import load_dataset
+from sslmae.datasets.problems import DatasetError
+from sslmae.datasets.sources import SourceError
+from tests.support.datasets import labels_csv_dataset, quiet, rgb, save
+
+
+def _pool(root, n=5, first=100, prefix="u"):
+    """n new images (ids <prefix><i>), one in a nested folder, as a user's archive holds them."""
+    for i in range(n):
+        save(root / ("sub" if i == 0 else "") / f"{prefix}{i}.png", seed=first + i)
+    return root
+
+
+def test_a_pool_is_ingested_beside_the_labeled_source_and_copies_of_labeled_images_count_once(tmp_path):
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    pool = _pool(tmp_path / "pool")
+    # the pixels of labeled im2 again, in another container and under another name; im3 byte for byte
+    Image.fromarray(rgb(2)).save(pool / "copy_of_im2.tif")
+    (pool / "im3.png").write_bytes((labeled / "images" / "im3.png").read_bytes())
+    second = _pool(tmp_path / "pool2", n=2, first=200, prefix="v")
+    res = ingest(str(labeled), tmp_path / "out", unlabeled=[str(pool), str(second)], log=quiet)
+    table = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pandas()
+    assert list(table.columns)[-2:] == ["labeled", "origin"]
+    pool_rows = table[~table["labeled"]]
+    assert sorted(pool_rows["image"]) == ["u0", "u1", "u2", "u3", "u4", "v0", "v1"]
+    assert pool_rows.loc[pool_rows["image"] == "u0", "source"].item() == "sub/u0.png"
+    assert dict(pool_rows["origin"].value_counts()) == {"unlabeled/0": 5, "unlabeled/1": 2}
+    assert all(sum(v) == 0 for v in pool_rows["labels"]) and all(len(v) == 0 for v in pool_rows["label_names"])
+    assert set(table.loc[table["labeled"], "origin"]) == {"source"} and table["labeled"].sum() == 6
+    report = res.report["pool"]
+    assert report["n_images"] == 7 and report["by_origin"] == {"unlabeled/0": 5, "unlabeled/1": 2}
+    assert sorted((d["image"], d["labeled"]) for d in report["same_as_labeled"]) == [("copy_of_im2", "im2"),
+                                                                                      ("im3", "im3")]
+    assert res.n_images == 13 and res.report["label_counts"] == ingest(
+        str(labeled), tmp_path / "alone", log=quiet).report["label_counts"]
+    data = load_dataset(tmp_path / "out")
+    assert data.known is not None and data.known.sum() == 6 and len(data) == 13
+    assert not data.labels[~data.known].any()
+
+
+def test_without_a_pool_the_manifest_is_what_it_was(tmp_path):
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    ingest(str(labeled), tmp_path / "out", log=quiet)
+    assert "labeled" not in pq.read_schema(tmp_path / "out" / "manifest.parquet").names
+    assert load_dataset(tmp_path / "out").known is None
+
+
+def test_a_pool_in_shards_says_its_labels_are_unknown(tmp_path):
+    import tarfile
+
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    ingest(str(labeled), tmp_path / "out", unlabeled=[str(_pool(tmp_path / "pool", n=3))], format="shards",
+           shard_bytes=65536, log=quiet)
+    members = {}
+    for shard in sorted((tmp_path / "out" / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    got = json.loads(tar.extractfile(m).read())
+                    members[got["image"]] = got["labels"]
+    assert members["u0"] is None and isinstance(members["im0"], list)
+    data = load_dataset(tmp_path / "out")
+    assert data.shards is not None and int((~data.known).sum()) == 3
+
+
+def test_a_pool_id_naming_a_labeled_image_with_other_pixels_is_refused(tmp_path):
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    pool = _pool(tmp_path / "pool", n=2)
+    save(pool / "im1.png", seed=999)
+    with pytest.raises(DatasetError, match=r"im1\.png: image id 'im1' is also a labeled image, with other pixels"):
+        ingest(str(labeled), tmp_path / "out", unlabeled=[str(pool)], log=quiet)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "twice"])
+def test_bad_unlabeled_sources_are_one_line_naming_the_source(tmp_path, case):
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    pool = tmp_path / "pool"
+    if case == "missing":
+        expected, error = f"{pool}: no such folder", SourceError
+    elif case == "empty":
+        pool.mkdir()
+        (pool / "notes.txt").write_text("no images here")
+        expected, error = "unlabeled source (data.unlabeled[0]) holds no image", DatasetError
+    elif case == "unreadable":
+        _pool(pool, n=2)
+        (pool / "broken.png").write_bytes(b"not a png")
+        expected, error = "broken.png", DatasetError
+    else:
+        _pool(pool, n=2)
+        other = _pool(tmp_path / "pool2", n=1, first=300)  # u0 again, other pixels
+        expected, error = "image id 'u0' is already in the pool with other pixels", DatasetError
+    sources = [str(pool)] + ([str(tmp_path / "pool2")] if case == "twice" else [])
+    with pytest.raises(error) as raised:
+        ingest(str(labeled), tmp_path / "out", unlabeled=sources, log=quiet)
+    assert expected in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_same_pool_image_in_two_sources_is_one_image(tmp_path):
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    a, b = _pool(tmp_path / "a", n=2), _pool(tmp_path / "b", n=2)  # the same two images
+    res = ingest(str(labeled), tmp_path / "out", unlabeled=[str(a), str(b)], log=quiet)
+    assert res.report["pool"]["n_images"] == 2
+    assert [d["image"] for d in res.report["pool"]["repeated"]] == ["u0", "u1"]

@@ -167,11 +167,12 @@ def ingest(
     format: str = "files",
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     unlabeled: list[str] | tuple[str, ...] = (),
+    unlabeled_rows: str = "error",
     log=print,
 ) -> IngestResult:
     """Ingest SOURCE (folder, archive or s3://bucket/prefix), and the unlabeled sources beside it
     (the pool: sslmae.datasets.pool), into OUT. See the module doc."""
-    problems = Problems(on_bad)
+    problems = Problems(on_bad, unlabeled_rows)
     if layout != "auto" and layout not in LAYOUTS:
         raise DatasetError(f"--layout: must be auto or one of {sorted(LAYOUTS)}, got {layout!r}")
     if format not in FORMATS:
@@ -196,6 +197,9 @@ def ingest(
         raw = LAYOUTS[chosen].read(root, problems, fetch=object_fetcher(Path(work), s3_endpoint))
         if not raw.records and not problems.items:
             raise DatasetError(f"{source}: no images found")
+        if unlabeled_rows == "pool" and not problems.pooled:  # said, but nothing to do: a note, not an error
+            problems.warn(source, "data.unlabeled_rows is pool, but no row lacks labels", "no_unlabeled_rows")
+            log(f"note: data.unlabeled_rows is pool, but no row of {source} lacks labels")
         pool = read_pool(list(unlabeled), Path(work), problems, len(raw.label_names), s3_endpoint)
         target = _claim_remote(str(out)) if remote else None
         with (atomic_dir(out, "ingest", LEGACY) if not remote else _staging(Path(work))) as tmp:
@@ -241,13 +245,15 @@ def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Proble
            fmt: str, shard_bytes: int, remote: Store | None, decoding: tuple[int, int, int]) -> dict:
     """Every image of `raw`, then of each `pool` table (its rows kept by the pool rule), into `tmp` in
     format `fmt`; the report, also written there."""
-    columns = {**MANIFEST_COLUMNS, **POOL_COLUMNS} if pool else MANIFEST_COLUMNS
+    labeled, label_less = _by_knowledge(raw.records)
+    pooled = bool(pool) or bool(label_less)
+    columns = {**MANIFEST_COLUMNS, **POOL_COLUMNS} if pooled else MANIFEST_COLUMNS
     writer = FolderWriter(tmp, columns) if fmt == "files" else ShardWriter(tmp, shard_bytes, remote, _metadata(raw),
                                                                              columns)
-    parts = [raw.records, *pool]
+    parts = [p for p in (labeled, label_less, *pool) if len(p)]  # labeled rows first: the pool rule needs them
     tally = _Tally(raw.label_names, _image_of(parts))
-    rule = (PoolRule(raw.records.images if hasattr(raw.records, "images") else [r.image for r in raw.records])
-            if pool else None)  # without a pool, ingest keeps nothing per image beyond what it did
+    # without a pool, ingest keeps nothing per image beyond what it did
+    rule = PoolRule(labeled.images if hasattr(labeled, "images") else [r.image for r in labeled]) if pooled else None
     by_origin = {table.origin: 0 for table in pool}
     try:
         for index, (rec, img) in enumerate(progress(_chain_decoded(parts, raw.band_max, decoding), "ingest: decoding",
@@ -265,12 +271,12 @@ def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Proble
                    "content_sha256": img.content_sha256, "width": img.width, "height": img.height,
                    "bands": img.bands, "labels": rec.labels.tolist(), "label_names": positives,
                    "split": rec.split, "source": rec.source}
-            if pool:
+            if pooled:
                 row.update(labeled=rec.known, origin=rec.origin)
             if rule is not None and rec.known:
                 rule.add_labeled(rec.image, img.content_sha256)
             elif rule is not None:
-                by_origin[rec.origin] += 1
+                by_origin[rec.origin] = by_origin.get(rec.origin, 0) + 1
             writer.add(row, ext, data, member_json(rec.image, positives if rec.known else None))
             tally.add(row, index)
         n_labeled = tally.n - sum(by_origin.values())
@@ -288,12 +294,20 @@ def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Proble
               "catalog": catalog.name if catalog else None, "n_images": tally.n, "label_names": raw.label_names,
               "label_counts": dict(zip(raw.label_names, tally.counts.tolist())),
               "skipped": problems.items, "warnings": problems.warnings, "identical": identical}
-    if pool:
+    if pooled:
         report["pool"] = rule.report(by_origin)
     if fmt == "files":
         report.pop("format")  # the folder format's report stays byte for byte what it was
     (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _by_knowledge(records) -> tuple:
+    """(records whose labels are known, records of the pool): a table's unlabeled rows
+    (data.unlabeled_rows: pool) or an ingested dataset's pool, read again. A RecordTable is all known."""
+    if hasattr(records, "images"):
+        return records, []
+    return [r for r in records if r.known], [r for r in records if not r.known]
 
 
 def _chain_decoded(parts: list, band_max: float | None, decoding: tuple[int, int, int]):

@@ -23,9 +23,6 @@ from sslmae.datasets.records import RecordTable
 from sslmae.datasets.sources import materialize
 from sslmae.redact import redact
 
-SOURCE = "source"  # the origin of data.source's images
-
-
 def origin(i: int) -> str:
     """The origin recorded for images of data.unlabeled[i]."""
     return f"unlabeled/{i}"

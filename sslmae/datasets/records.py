@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 
 
+SOURCE = "source"  # the origin of data.source's images (data.unlabeled[i]'s: sslmae.datasets.pool.origin)
+
+
 @dataclass(frozen=True)
 class Record:
     """One image of a source dataset.
@@ -25,7 +28,7 @@ class Record:
     split: str | None = None
     source: str = ""
     known: bool = True
-    origin: str = "source"
+    origin: str = SOURCE
 
 
 class RecordTable:
@@ -33,7 +36,7 @@ class RecordTable:
     image rather than objects: a layout reader's output for a large dataset. Iterating it makes
     each Record as it is needed."""
 
-    def __init__(self, root: str, n_labels: int, known: bool = True, origin: str = "source"):
+    def __init__(self, root: str, n_labels: int, known: bool = True, origin: str = SOURCE):
         self.root = root  # the source root: every file is given relative to it (its Record's source)
         self.known, self.origin = known, origin  # of every record (Record.known, Record.origin)
         self.images: list[str] = []

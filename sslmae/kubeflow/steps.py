@@ -110,7 +110,8 @@ def ingest_step(params: dict, source: str, out_dir: str, store: str = "") -> dic
     cfg = config_for(params)
     src, store = pick_source(source, cfg), check_store(store)
     opts = {"layout": cfg.data.layout, "on_bad": cfg.data.on_bad, "format": cfg.data.format,
-            "shard_bytes": cfg.data.shard_bytes, "unlabeled": cfg.data.unlabeled}
+            "shard_bytes": cfg.data.shard_bytes, "unlabeled": cfg.data.unlabeled,
+            "unlabeled_rows": cfg.data.unlabeled_rows}
     if not store:
         res = ingest(src, out_dir, **opts)
         return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names)}

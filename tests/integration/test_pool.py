@@ -116,3 +116,36 @@ def test_the_same_pool_image_in_two_sources_is_one_image(tmp_path):
     res = ingest(str(labeled), tmp_path / "out", unlabeled=[str(a), str(b)], log=quiet)
     assert res.report["pool"]["n_images"] == 2
     assert [d["image"] for d in res.report["pool"]["repeated"]] == ["u0", "u1"]
+
+
+def _table_dataset(root, rows):
+    """A manifest.csv (image, labels) over fresh images; rows: (id, labels cell)."""
+    lines = ["image,labels"]
+    for i, (image, cell) in enumerate(rows):
+        save(root / f"{image}.png", seed=50 + i)
+        lines.append(f"{image}.png,{cell}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_table_row_without_labels_is_an_error_unless_the_user_says_pool(tmp_path):
+    src = _table_dataset(tmp_path / "src", [("a", "x|y"), ("b", "y"), ("c", ""), ("d", "x")])
+    with pytest.raises(DatasetError, match=r"manifest\.csv:4: missing labels for 'c\.png'"):
+        ingest(str(src), tmp_path / "out", log=quiet)
+    res = ingest(str(src), tmp_path / "out", unlabeled_rows="pool", log=quiet)
+    data = load_dataset(tmp_path / "out")
+    assert dict(zip(data.ids, data.known)) == {"a": True, "b": True, "d": True, "c": False}
+    assert res.report["pool"]["by_origin"] == {"source": 1} and res.report["label_counts"] == {"x": 2, "y": 2}
+    # an ingested dataset with a pool, ingested again, is the same dataset
+    again = ingest(str(tmp_path / "out"), tmp_path / "again", log=quiet)
+    a = pq.read_table(tmp_path / "out" / "manifest.parquet").drop(["source"])
+    b = pq.read_table(tmp_path / "again" / "manifest.parquet").drop(["source"])
+    assert a.equals(b) and again.report["pool"]["n_images"] == 1
+
+
+def test_pool_rows_said_but_absent_are_a_note(tmp_path):
+    src = _table_dataset(tmp_path / "src", [("a", "x|y"), ("b", "y")])
+    said = []
+    res = ingest(str(src), tmp_path / "out", unlabeled_rows="pool", log=said.append)
+    assert any("no row" in line and "lacks labels" in line for line in said)
+    assert [w["kind"] for w in res.report["warnings"]] == ["no_unlabeled_rows"] and "pool" not in res.report

@@ -26,4 +26,4 @@ def run(args) -> None:
     limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("min_side", args.min_side),
                                 ("workers", args.workers)) if v is not None}
     ingest(d.source, d.dir, layout=d.layout, on_bad=d.on_bad, s3_endpoint=args.s3_endpoint, format=d.format,
-           shard_bytes=d.shard_bytes, unlabeled=d.unlabeled, **limits)
+           shard_bytes=d.shard_bytes, unlabeled=d.unlabeled, unlabeled_rows=d.unlabeled_rows, **limits)

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from sslmae.datasets.problems import DatasetError, Problems
-from sslmae.datasets.records import RawDataset, Record
+from sslmae.datasets.records import SOURCE, RawDataset, Record
 
 NAMES = ("manifest.parquet", "manifest.csv")
 SPLITS = ("train", "val", "test")
@@ -45,8 +45,11 @@ def _load(path: Path) -> pd.DataFrame:
 
 
 def _split_names(value) -> list[str] | None:
-    """A labels cell -> names; None when missing."""
+    """A labels cell -> names; None when missing (null, or an empty CSV cell: CSV has no other way to
+    say so; an image with no positive label has 0/1 columns all 0)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str) and not value.strip():
         return None
     if isinstance(value, str):
         sep = "|" if "|" in value else ";"
@@ -70,9 +73,12 @@ def _resolve(cell: str, base: Path, fetch) -> Path:
 
 def _read_canonical(path: Path, meta: dict) -> RawDataset:
     """An sslmae-ingested folder: its manifest already holds vectors, names and splits."""
-    rows = pq.read_table(path, columns=["image", "path", "labels", "split", "source"]).to_pylist()
+    pooled = "labeled" in pq.read_schema(path).names  # a dataset with an unlabeled pool keeps it
+    rows = pq.read_table(path, columns=["image", "path", "labels", "split", "source"]
+                         + (["labeled", "origin"] if pooled else [])).to_pylist()
     records = [Record(image=r["image"], files=(path.parent / r["path"],), labels=np.asarray(r["labels"], np.uint8),
-                      split=r["split"], source=r["source"]) for r in rows]
+                      split=r["split"], source=r["source"], known=r.get("labeled", True),
+                      origin=r.get("origin", SOURCE)) for r in rows]
     return RawDataset(layout="manifest", task=meta.get(b"sslmae.task", b"mlc").decode(),
                       label_names=json.loads(meta[b"sslmae.label_names"]), records=records)
 
@@ -112,9 +118,13 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
         if list_form:
             names = _split_names(rec["labels"])
             if names is None:
-                problems.bad(where, f"missing labels for {image!r}", "bad_label")
+                if problems.label_less(where, image):
+                    rows.append((where, image, None, split))
                 continue
             rows.append((where, image, names, split))
+        elif all(str(rec[c]).strip() in ("", "nan", "None") for c in label_cols) and problems.unlabeled_rows == "pool":
+            problems.label_less(where, image)
+            rows.append((where, image, None, split))
         else:
             vec, ok = [], True
             for c in label_cols:
@@ -130,7 +140,7 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
                     break
             if ok:
                 rows.append((where, image, np.asarray(vec, dtype=np.uint8), split))
-    label_names = sorted({n for *_, names, _ in rows for n in names}) if list_form else label_cols
+    label_names = sorted({n for *_, names, _ in rows for n in names or ()}) if list_form else label_cols
     col = {n: j for j, n in enumerate(label_names)}
     base = path.parent
     records, seen = [], {}
@@ -148,12 +158,15 @@ def read(root: Path, problems: Problems, fetch=None) -> RawDataset:
             problems.bad(where, f"image file not found: {file}", "missing_image")
             continue
         seen[stem] = image
-        if list_form:
+        if lab is None:  # an image of the pool (data.unlabeled_rows: pool)
+            vec = np.zeros(len(label_names), dtype=np.uint8)
+        elif list_form:
             vec = np.zeros(len(label_names), dtype=np.uint8)
             vec[[col[n] for n in lab]] = 1
         else:
             vec = lab
-        records.append(Record(image=stem, files=(file,), labels=vec, split=split, source=image))
+        records.append(Record(image=stem, files=(file,), labels=vec, split=split if lab is not None else None,
+                              source=image, known=lab is not None, origin=SOURCE))
     return RawDataset(layout="manifest", task="mlc", label_names=label_names, records=records)
 
 

@@ -23,6 +23,7 @@ from sslmae.outputs import claim_file
 from sslmae.datasets.load import load_dataset
 
 SUBSETS = ("labeled", "unlabeled", "val", "test")
+PAPER_FRACTION = 0.1  # split.fraction's default without a pool: the paper's protocol (labels of the rest hidden)
 HISTORY_COLUMNS = ["generation", "image", "subset"]  # history_file: who joined which subset in which run
 # what `evaluate.split` may name: one subset, or a group of them
 SUBSET_GROUPS = {"labeled": ("labeled",), "unlabeled": ("unlabeled",), "val": ("val",), "test": ("test",),
@@ -98,23 +99,30 @@ def pixel_groups(paths: list[Path]) -> np.ndarray:
 
 def make_split(
     y: np.ndarray,
-    fraction: float,
+    fraction: float | None,
     val: float,
     test: float,
     seed: int,
     groups: np.ndarray | None = None,
     predefined: np.ndarray | None = None,
     keep: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) subset names. `predefined`: optional (N,) of train/val/test, honoured as given.
     `keep`: optional (N,) train/val/test or None: the side each already-split image keeps
     (a frozen test split across retrainings); only the None rows are stratified.
+    `known`: optional (N,) bool, whether each image's labels are known; an image of the unlabeled
+    pool (False) is always `unlabeled`, never val or test, and takes no part in the stratification.
 
-    The labeled subset is `fraction` of train, stratified, then topped up so that it
-    holds at least one example of every label that has one in train.
+    The labeled subset is `fraction` of train's labeled images (None: all of them when there is a
+    pool, else PAPER_FRACTION), stratified, then topped up so that it holds at least one example of
+    every label that has one in train.
     """
     y = np.asarray(y, dtype=bool)
     n = len(y)
+    pool = np.zeros(n, dtype=bool) if known is None else ~np.asarray(known, dtype=bool)
+    if fraction is None:
+        fraction = 1.0 if pool.any() else PAPER_FRACTION
     if not 0 < fraction <= 1:
         raise SplitError(f"fraction: must be in (0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
@@ -125,22 +133,25 @@ def make_split(
         if bad:
             raise SplitError(f"predefined split: values must be train/val/test, got {bad}")
         base = predefined.copy()
+        base[pool] = "train"
     else:
         if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
             raise SplitError(f"val={val}, test={test}: each must be in [0, 1) and their sum < 1")
         sides = np.asarray(["train", "val", "test"], dtype=object)
         base = np.full(n, None, dtype=object) if keep is None else np.asarray(keep, dtype=object).copy()
-        known = np.asarray([b is not None for b in base])
-        for g in np.unique(groups[~known & np.isin(groups, groups[known])]):  # new copies follow old ones
-            base[(groups == g) & ~known] = base[(groups == g) & known][0]
+        base[pool] = "train"  # the pool: unlabeled, below
+        placed = np.asarray([b is not None for b in base])
+        for g in np.unique(groups[~placed & np.isin(groups, groups[placed])]):  # new copies follow old ones
+            base[(groups == g) & ~placed] = base[(groups == g) & placed][0]
         new = np.flatnonzero(np.asarray([b is None for b in base]))
         if len(new):
             folds = _stratify_groups(y[new], groups[new], [1 - val - test, val, test], rng)
             base[new] = sides[folds]
     out = base.copy()
-    train = np.flatnonzero(base == "train")
+    out[pool] = "unlabeled"
+    train = np.flatnonzero((base == "train") & ~pool)  # train's labeled images
     if len(train) == 0:
-        raise SplitError("the train subset is empty")
+        raise SplitError("the train subset has no labeled image")
     if fraction >= 1:
         out[train] = "labeled"
         return out
@@ -158,7 +169,7 @@ def make_split(
         cand = np.flatnonzero(in_train & ~labeled & y[:, c])
         pick = cand[rng.integers(len(cand))]
         labeled[groups == groups[pick]] = True
-    labeled &= in_train
+    labeled &= in_train & ~pool
     out[train] = "unlabeled"
     out[labeled] = "labeled"
     return out
@@ -167,7 +178,7 @@ def make_split(
 def split_dataset(
     dataset_dir: str | Path,
     out: str | Path,
-    fraction: float = 0.1,
+    fraction: float | None = None,
     val: float = 0.1,
     test: float = 0.2,
     seed: int = 42,
@@ -184,21 +195,31 @@ def split_dataset(
     claim_file(out, "split", is_split_table)
     if frozen and keep_file is None and Path(out).is_file():
         keep_file = out  # read below, before `out` is replaced
-    earlier = set(_split_table(keep_file, "earlier split file not found")["image"]) if keep_file else set()
+    earlier = (dict(_split_table(keep_file, "earlier split file not found").itertuples(index=False)) if keep_file
+               else {})  # image -> its subset in the earlier table
     data = load_dataset(dataset_dir)
     predefined = data.predefined
     if predefined_file is not None:
         predefined = read_predefined(predefined_file, data.ids)
-    if predefined is not None and any(p is None for p in predefined):
-        raise SplitError(f"{dataset_dir}: the predefined split leaves {sum(p is None for p in predefined)} image(s) without a subset")
+    known = data.known if data.known is not None else np.ones(len(data.ids), dtype=bool)
+    if predefined is not None and any(p is None for p, k in zip(predefined, known) if k):
+        raise SplitError(f"{dataset_dir}: the predefined split leaves "
+                         f"{sum(p is None for p, k in zip(predefined, known) if k)} labeled image(s) without a subset")
     groups = data.groups if data.groups is not None else pixel_groups(data.paths)
     keep = read_kept_sides(keep_file, data.ids) if keep_file is not None else None
-    subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined, keep=keep)
+    if keep is not None:
+        _check_labels_kept(keep, known, data.ids, keep_file)
+    subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined, keep=keep,
+                         known=data.known)
     table = pd.DataFrame({"image": data.ids, "subset": subsets})
     with atomic_file(out) as tmp:
         table.to_csv(tmp, index=False)
     if history is not None:
-        append_history(history, table, earlier)
+        before = table["image"].map(earlier)
+        joined = before.isna()
+        if data.known is not None:  # a pool image that gained labels joins `labeled` now
+            joined |= (before == "unlabeled") & (table["subset"] == "labeled")
+        append_history(history, table[joined])
     return table
 
 
@@ -208,13 +229,13 @@ def history_file(split_file: str | Path) -> Path:
     return path.with_name(f"{path.stem}.history.csv")
 
 
-def append_history(path: str | Path, table: pd.DataFrame, earlier: set[str]) -> int:
-    """Add the images of `table` (image,subset) that are not in `earlier` to the history CSV at
-    `path` as one more generation (0 for the first); the generation."""
+def append_history(path: str | Path, joined: pd.DataFrame) -> int:
+    """Add `joined` (image,subset: the images new to the split, and pool images that gained labels)
+    to the history CSV at `path` as one more generation (0 for the first); the generation."""
     path = Path(path)
     old = read_history(path)
     generation = int(old["generation"].max()) + 1 if old is not None and len(old) else 0
-    new = table.loc[~table["image"].isin(earlier)].assign(generation=generation)[HISTORY_COLUMNS]
+    new = joined.assign(generation=generation)[HISTORY_COLUMNS]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         (pd.concat([old, new]) if old is not None else new).to_csv(tmp, index=False)
@@ -237,6 +258,14 @@ def read_predefined(path: str | Path, ids: list[str]) -> np.ndarray:
     if missing:
         raise SplitError(f"{path}: no split for {len(missing)} image(s), e.g. {missing[:3]}")
     return np.asarray([mapping[i] for i in ids], dtype=object)
+
+
+def _check_labels_kept(keep: np.ndarray, known: np.ndarray, ids: list[str], keep_file) -> None:
+    """A val or test image of the earlier split must still have its labels: the pool never holds one."""
+    lost = [i for i, side, k in zip(ids, keep, known) if side in ("val", "test") and not k]
+    if lost:
+        raise SplitError(f"{keep_file}: {len(lost)} val/test image(s) of the frozen split have no labels now "
+                         f"(e.g. {lost[0]!r}); give them their labels again, or start over (split.frozen false)")
 
 
 def read_kept_sides(path: str | Path, ids: list[str]) -> np.ndarray:

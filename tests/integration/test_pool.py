@@ -149,3 +149,55 @@ def test_pool_rows_said_but_absent_are_a_note(tmp_path):
     res = ingest(str(src), tmp_path / "out", unlabeled_rows="pool", log=said.append)
     assert any("no row" in line and "lacks labels" in line for line in said)
     assert [w["kind"] for w in res.report["warnings"]] == ["no_unlabeled_rows"] and "pool" not in res.report
+
+
+def test_make_split_puts_the_pool_in_unlabeled_only():
+    from sslmae.split import make_split
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 3)) < 0.4).astype(np.uint8)
+    known = np.ones(60, dtype=bool)
+    known[40:] = False
+    y[40:] = 0
+    subsets = make_split(y, None, 0.2, 0.2, seed=1, known=known)
+    assert set(subsets[40:]) == {"unlabeled"}
+    assert set(subsets[:40]) == {"labeled", "val", "test"}  # null fraction with a pool: every train image labeled
+    half = make_split(y, 0.5, 0.2, 0.2, seed=1, known=known)
+    assert set(half[40:]) == {"unlabeled"} and "unlabeled" in set(half[:40])  # the paper's hiding, on top
+    assert (half[:40] == "labeled").sum() < (subsets[:40] == "labeled").sum()
+    # without a pool, null is the paper's protocol: today's split
+    assert list(make_split(y[:40], None, 0.2, 0.2, seed=1)) == list(make_split(y[:40], 0.1, 0.2, 0.2, seed=1))
+
+
+def test_a_frozen_split_carries_the_pool_forward_and_a_pool_image_that_gains_labels_joins_labeled(tmp_path):
+    """Retraining: new pool images join unlabeled; a pool image given labels moves to labeled (never to
+    val or test) and the history says when; a val/test image whose labels are gone is refused."""
+    import pandas as pd
+
+    from sslmae.split import SplitError, split_dataset
+
+    labeled = labels_csv_dataset(tmp_path / "lab", n=24)
+    pool = _pool(tmp_path / "pool", n=6)
+    ingest(str(labeled), tmp_path / "ds", unlabeled=[str(pool)], log=quiet)
+    out, history = tmp_path / "split.csv", tmp_path / "split.history.csv"
+    first = split_dataset(tmp_path / "ds", out, val=0.2, test=0.2, seed=0, frozen=True, history=history)
+    assert set(first.loc[first["image"].str.startswith("u"), "subset"]) == {"unlabeled"}
+    # u0 gains labels (its file stays in the archive too: the same pixels, counted once, as labeled); u6 arrives
+    (labeled / "labels.csv").write_text((labeled / "labels.csv").read_text() + "u0,1,0,1\n")
+    (labeled / "images" / "u0.png").write_bytes(next(pool.rglob("u0.png")).read_bytes())
+    save(pool / "u6.png", seed=106)
+    ingest(str(labeled), tmp_path / "ds", unlabeled=[str(pool)], log=quiet)
+    second = split_dataset(tmp_path / "ds", out, val=0.2, test=0.2, seed=0, frozen=True, history=history)
+    subset = dict(second.itertuples(index=False))
+    assert subset["u0"] == "labeled" and subset["u6"] == "unlabeled"
+    assert all(dict(first.itertuples(index=False))[i] == subset[i] for i in first["image"] if i != "u0")
+    gen1 = pd.read_csv(history).query("generation == 1")
+    assert sorted(gen1["image"]) == ["u0", "u6"]
+    # a test image that lost its labels (now only in the archive) is refused, naming it
+    test_image = second.loc[second["subset"] == "test", "image"].iloc[0]
+    rows = [r for r in (labeled / "labels.csv").read_text().splitlines() if not r.startswith(f"{test_image},")]
+    (labeled / "labels.csv").write_text("\n".join(rows) + "\n")
+    (labeled / "images" / f"{test_image}.png").rename(pool / f"{test_image}.png")
+    ingest(str(labeled), tmp_path / "ds", unlabeled=[str(pool)], log=quiet)
+    with pytest.raises(SplitError, match=f"val/test image.*have no labels now.*'{test_image}'"):
+        split_dataset(tmp_path / "ds", out, val=0.2, test=0.2, seed=0, frozen=True, history=history)

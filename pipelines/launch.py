@@ -19,7 +19,7 @@ from pipelines.training import Resources, build_pipeline
 from sslmae.atomic import atomic_file
 from sslmae.config import Config, load_config, to_dict, updated
 from sslmae.datasets.sources import source_kind
-from sslmae.datasets.synth import write_synthetic
+from sslmae.datasets.synth import POOL, write_synthetic
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.kubeflow.errors import api_errors, run_logged
 from sslmae.kubeflow.multinode import check_trainer
@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 PODMAN_CONF = REPO / "docker" / "podman.conf"  # runc, ulimits, host network (docker/build.sh uses it too)
 LOCAL_IMAGE = "sslmae:dev"  # what `make image` builds
 # run-local and run-containers shrink every knob so the whole DAG runs on a laptop CPU in minutes
-LOCAL_OVERRIDES = ["synth.n=96", "synth.size=32", "data.img_size=32", "model.backbone=micro", "model.patch_size=4",
-                   "model.mask_patch_size=8", "train.epochs=2", "train.batch_size=8", "train.progress_bar=false",
-                   "split.fraction=0.3"]
+LOCAL_OVERRIDES = ["synth.n=96", "synth.unlabeled=48", "synth.size=32", "data.img_size=32", "model.backbone=micro",
+                   "model.patch_size=4", "model.mask_patch_size=8", "train.epochs=2", "train.batch_size=8",
+                   "train.progress_bar=false"]
 
 
 def warn(message: str) -> None:
@@ -84,17 +84,22 @@ def compile_pipeline(cfg: Config, out: str | Path, res: Resources | None = None)
     return out
 
 
-def _prepare(cfg: Config, root: str | Path, source: str) -> tuple[Path, str]:
-    """The run folder (new, empty, or an earlier `sslmae pipeline` run's) and the source:
-    without one, the embedded synthetic dataset written to <root>/synth."""
+def _local_path(source: str) -> str:
+    """A local source as an absolute path (the steps run elsewhere); an s3:// one as it is."""
+    return source if source_kind(source) == "s3" else str(Path(source).expanduser().resolve())
+
+
+def _prepare(cfg: Config, root: str | Path, source: str, unlabeled: list[str]) -> tuple[Path, str, list[str]]:
+    """The run folder (new, empty, or an earlier `sslmae pipeline` run's), the source and the pool:
+    without a source, the embedded synthetic dataset written to <root>/synth with its pool."""
     root = claim_folder(root, "pipeline", legacy=("pipeline_root",))  # legacy: run-local's before the marker
     root.mkdir(parents=True, exist_ok=True)
     write_marker(root, "pipeline")
     if not source:
-        source = str(write_synthetic(root / "synth", n=cfg.synth.n, size=cfg.synth.size, seed=cfg.synth.seed))
-    elif source_kind(source) != "s3":
-        source = str(Path(source).expanduser().resolve())
-    return root, source
+        s = cfg.synth
+        source = str(write_synthetic(root / "synth", n=s.n, size=s.size, seed=s.seed, unlabeled=s.unlabeled))
+        unlabeled = unlabeled or ([str(Path(source) / POOL)] if s.unlabeled else [])
+    return root, _local_path(source), [_local_path(u) for u in unlabeled]
 
 
 def configured_tracking(cfg: Config) -> str:
@@ -126,17 +131,19 @@ def local_mlflow_store(root: Path, experiment: str, log=print) -> str:
     return uri
 
 
-def run_local(cfg: Config, root: str | Path, source: str = "") -> Path:
+def run_local(cfg: Config, root: str | Path, source: str = "", unlabeled: list[str] | None = None) -> Path:
     """The whole DAG with kfp.local's SubprocessRunner (no cluster, no containers); the
     artifacts go to <root>/pipeline_root, each task's output to <root>/logs/, and MLflow's runs
     and registry, unless a tracking URI is set, to <root>/mlflow.db. A failed step is a
-    StepFailed naming it (sslmae.kubeflow.errors)."""
-    root, source = _prepare(cfg, root, source)
+    StepFailed naming it (sslmae.kubeflow.errors). The pool: `unlabeled` with a source, else the
+    embedded dataset's."""
+    root, source, unlabeled = _prepare(cfg, root, source, unlabeled or [])
     if cfg.tracking.enabled and not configured_tracking(cfg):
         cfg = updated(cfg, {"tracking.uri": local_mlflow_store(root, cfg.tracking.experiment)})
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "pipeline_root"))
     pipeline = pipeline_func(cfg, Resources(parallelism=2, gpus=0))
-    run_logged(lambda: pipeline(source=source, deploy=False), _log_dir(root))  # deploy: no cluster to deploy to
+    run_logged(lambda: pipeline(source=source, unlabeled=unlabeled, deploy=False),  # deploy: no cluster to deploy to
+               _log_dir(root))
     return root / "pipeline_root"
 
 
@@ -203,11 +210,12 @@ def _writable_by_the_image(folder: Path) -> None:
         os.chmod(folder, 0o777)
 
 
-def run_containers(cfg: Config, root: str | Path, source: str = "", image: str | None = None, log=print) -> Path:
+def run_containers(cfg: Config, root: str | Path, source: str = "", image: str | None = None, log=print,
+                   unlabeled: list[str] | None = None) -> Path:
     """The whole DAG with kfp.local's DockerRunner: every step in `image` (default sslmae:dev),
     through docker or podman's Docker API, with an MLflow server the containers reach (the
     configured http(s) one, else one started on <root>/mlflow and stopped after the run)."""
-    root, source = _prepare(cfg, root, source)
+    root, source, unlabeled = _prepare(cfg, root, source, unlabeled or [])
     pipeline_root = root / "pipeline_root"
     _writable_by_the_image(pipeline_root)
     uri = configured_tracking(cfg)
@@ -219,17 +227,18 @@ def run_containers(cfg: Config, root: str | Path, source: str = "", image: str |
             cfg = updated(cfg, {"tracking.uri": uri})
         env = {"MLFLOW_TRACKING_URI": uri}
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "MLFLOW_S3_ENDPOINT_URL"})
-        mounts = []
-        if source_kind(source) != "s3":  # the source, read-only, at the same path
-            import docker.types  # optional: only run-containers needs the Docker SDK
+        import docker.types  # optional: only run-containers needs the Docker SDK
 
-            mounts.append(docker.types.Mount(target=source, source=source, type="bind", read_only=True))
+        # the sources, read-only, at the same paths (a pool inside the source comes with it)
+        local = [s for s in (source, *unlabeled) if source_kind(s) != "s3"]
+        mounts = [docker.types.Mount(target=s, source=s, type="bind", read_only=True) for s in local
+                  if not any(Path(s).is_relative_to(o) for o in local if o != s)]
         log(f"run-containers: every step in {tag} ({engine}), MLflow {uri}, artifacts under {pipeline_root}")
         runner = kfp.local.DockerRunner(network_mode="host", environment=env, mounts=mounts)
         kfp.local.init(runner=runner, pipeline_root=str(pipeline_root))
         pipeline = pipeline_func(cfg, Resources(parallelism=2, gpus=0, image=tag))
         with _keeping_exit_status():
-            run_logged(lambda: pipeline(source=source, deploy=False), _log_dir(root))
+            run_logged(lambda: pipeline(source=source, unlabeled=unlabeled, deploy=False), _log_dir(root))
     return pipeline_root
 
 
@@ -284,9 +293,11 @@ def check_source(cfg: Config, source: str, action: str) -> str:
 
 
 def submit(cfg: Config, host: str | None, experiment: str, source: str, res: Resources | None = None,
-           namespace: str | None = None, frozen_split: str = "", store: str = "", deploy: bool = True) -> str:
+           namespace: str | None = None, frozen_split: str = "", store: str = "", deploy: bool = True,
+           unlabeled: list[str] | None = None) -> str:
     check_source(cfg, source, "submit")
-    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store), "deploy": deploy}
+    args = {"source": source, "unlabeled": list(unlabeled or []), "frozen_split": frozen_split,
+            "store": check_store(store), "deploy": deploy}
     with api_errors(_host(host)):
         c = client(host, namespace)
         run = c.create_run_from_pipeline_func(pipeline_func(cfg, res), arguments=args, experiment_name=experiment,
@@ -296,13 +307,14 @@ def submit(cfg: Config, host: str | None, experiment: str, source: str, res: Res
 
 def schedule(cfg: Config, host: str | None, experiment: str, cron: str, source: str, package: str | Path,
              res: Resources | None = None, namespace: str | None = None, frozen_split: str = "",
-             store: str = "", log=print, deploy: bool = True) -> tuple[str, list[str]]:
+             store: str = "", log=print, deploy: bool = True, unlabeled: list[str] | None = None) -> tuple[str, list[str]]:
     """One recurring run named `<experiment>-retrain`: a second `schedule` replaces the first
     (sslmae.kubeflow.schedule). Retrains on whatever `source` holds at each tick; the promotion
     gate decides whether the new model replaces the champion."""
     cron = check_cron(cron)  # before any request
     check_source(cfg, source, "schedule")
-    args = {"source": source, "frozen_split": frozen_split, "store": check_store(store), "deploy": deploy}
+    args = {"source": source, "unlabeled": list(unlabeled or []), "frozen_split": frozen_split,
+            "store": check_store(store), "deploy": deploy}
     with api_errors(_host(host)):
         c = client(host, namespace)
         compile_pipeline(cfg, package, res)

@@ -157,10 +157,11 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
                                                       "num_nodes": res.nodes}}
 
     @dsl.pipeline(name=name, description="SSL-MAE grid search, evaluation, registry promotion and report")
-    def training(params: dict = default_params, source: str = "", frozen_split: str = "", store: str = "",
-                 deploy: bool = True):
+    def training(params: dict = default_params, source: str = "", unlabeled: list = [], frozen_split: str = "",
+                 store: str = "", deploy: bool = True):
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        data = _cluster(ingest(params=params, source=source, store=store), res, s3=True, scratch=True)
+        data = _cluster(ingest(params=params, source=source, unlabeled=unlabeled, store=store), res, s3=True,
+                        scratch=True)
         data.set_caching_options(res.cache_ingest)
         dataset = data.outputs["dataset"]
         parts = _cluster(split(params=params, frozen_split=frozen_split, store=store, dataset=dataset), res, s3=True,

@@ -20,7 +20,7 @@ from sslmae.loading.loaders import check_task, eval_loader, image_cache, shard_r
 from sslmae.metrics import DECISIONS, SUITES, per_class_table
 from sslmae.outputs import claim_folder, write_marker
 from sslmae.progress import Stopwatch
-from sslmae.split import SUBSET_GROUPS, read_split
+from sslmae.split import SUBSET_GROUPS, read_split, scorable
 from sslmae.tracking.eval_log import log_evaluation
 from sslmae.tracking.runs import check_tracking
 from sslmae.train.model_file import load_model
@@ -56,7 +56,7 @@ def evaluate(
     data = check_task(load_dataset(dataset_dir), cfg.data.task)
     if data.label_names != label_names:
         raise ValueError(f"{data.root}: labels {data.label_names} differ from the model's {label_names}")
-    subsets = read_split(split_file, data.ids)
+    subsets = scorable(read_split(split_file, data.ids), data.known)
     img_size = cfg.data.img_size  # what the model was trained on
     folder = str(cache_dir) if cache_dir is not None else None
     cache = image_cache(data, img_size, folder if decode_cache else None) if data.shards is None else None

@@ -33,15 +33,16 @@ def check_modes(modes: list[str]) -> None:
         raise ValueError(f"fractions: unknown mode(s) {unknown}; choose from {list(MODES)}")
 
 
-def step_factor(split: pd.DataFrame, batch_size: int) -> float:
+def step_factor(split: pd.DataFrame, batch_size: int, unlabeled_ratio: int = 1) -> float:
     """How many more epochs a labeled-only run needs to take as many optimizer steps as a
-    semi-supervised one: a semi-supervised epoch walks the unlabeled pool, a labeled-only
-    epoch the (smaller) labeled pool, both in batches of `batch_size`. split: image,subset."""
+    semi-supervised one: a semi-supervised epoch walks the unlabeled pool in batches of
+    unlabeled_ratio x `batch_size`, a labeled-only epoch the labeled images in batches of
+    `batch_size`. split: image,subset."""
     counts = split["subset"].value_counts()
     labeled, unlabeled = int(counts.get("labeled", 0)), int(counts.get("unlabeled", 0))
     if labeled == 0 or unlabeled == 0:
         return 1.0
-    return math.ceil(unlabeled / batch_size) / math.ceil(labeled / batch_size)
+    return math.ceil(unlabeled / (unlabeled_ratio * batch_size)) / math.ceil(labeled / batch_size)
 
 
 def _equal_steps(cfg: Config, factor: float) -> Config:
@@ -76,7 +77,7 @@ def fraction_curve(cfg: Config, fractions: list[float], modes: list[str], work_d
                                  "loss.learn_w": cfg.loss.learn_w and MODES[mode].reconstruct,
                                  "evaluate.split": "test"})
             if equal_steps and not MODES[mode].unlabeled:
-                tcfg = _equal_steps(tcfg, step_factor(split, cfg.train.batch_size))
+                tcfg = _equal_steps(tcfg, step_factor(split, cfg.train.batch_size, cfg.train.unlabeled_ratio))
             result = train(tcfg)
             metrics = evaluate_as_configured(tcfg, result.checkpoint, work / f"eval_{mode}_{fraction}", tracked=False)
             rows.append({"fraction": fraction, "mode": mode, "epochs": tcfg.train.epochs,

@@ -23,7 +23,7 @@ from sslmae.evaluate import evaluate_as_configured
 from sslmae.metrics import PRIMARY
 from sslmae.redact import redacted
 from sslmae.seen import count_seen
-from sslmae.split import SUBSET_GROUPS, read_split
+from sslmae.split import SUBSET_GROUPS, read_split, scorable
 from sslmae.tracking.data_identity import DataIdentity, model_name
 from sslmae.tracking.models import CHALLENGER, CHAMPION, resolve_model
 from sslmae.digest import file_sha256
@@ -113,7 +113,7 @@ def scored_ids(cfg: Config) -> list[str]:
     """The ids of the rows `sslmae evaluate` scores with these params (data.dir, data.split_file,
     evaluate.split)."""
     data = load_dataset(cfg.data.dir)
-    subsets = read_split(cfg.data.split_file, data.ids)
+    subsets = scorable(read_split(cfg.data.split_file, data.ids), data.known)
     return [data.ids[i] for i in np.flatnonzero(np.isin(subsets, SUBSET_GROUPS[cfg.evaluate.split]))]
 
 

@@ -310,6 +310,25 @@ def read_history(path: str | Path) -> pd.DataFrame | None:
     return old
 
 
+def scorable(subsets: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """`subsets` with the pool's rows set apart as "pool" (no subset group names it): an image
+    without labels has nothing to be scored against."""
+    return subsets if known is None else np.where(known, subsets, "pool").astype(object)
+
+
+def composition(ids: list[str], subsets: np.ndarray, known: np.ndarray | None) -> dict[str, str]:
+    """What a run trains on, as MLflow tags: how many labeled images, images with hidden labels
+    (split.fraction < 1) and pool images, each side with the sha256 of its sorted ids."""
+    pool = np.zeros(len(ids), dtype=bool) if known is None else ~np.asarray(known, dtype=bool)
+    sides = {"labeled": subsets == "labeled", "hidden": (subsets == "unlabeled") & ~pool, "pool": pool}
+    tags = {}
+    for side, rows in sides.items():
+        chosen = sorted(ids[i] for i in np.flatnonzero(rows))
+        tags[f"sslmae.data.{side}"] = str(len(chosen))
+        tags[f"sslmae.data.{side}.sha256"] = hashlib.sha256("\n".join(chosen).encode()).hexdigest()
+    return tags
+
+
 def read_split(path: str | Path, ids: list[str]) -> np.ndarray:
     """(N,) subset names aligned to `ids`. Raises SplitError naming the row on any mismatch."""
     table = read_table(path)

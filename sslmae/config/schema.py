@@ -68,6 +68,7 @@ class SynthConfig(Section):
 
     out: str = "data/synth"
     n: Int = Field(600, ge=1)
+    unlabeled: Int = Field(600, ge=0)  # scenes without labels, in <out>/unlabeled/: the pool (0: none)
     size: Int = Field(64, ge=16, le=4096)
     seed: Int = 0
 

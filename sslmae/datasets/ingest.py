@@ -37,7 +37,7 @@ from sslmae.datasets.decode import Decoded, ImageProblem, decode, encode_png
 from sslmae.datasets.layouts import LAYOUTS, detect_layout
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RawDataset, Record
-from sslmae.datasets.pool import PoolRule, read_pool
+from sslmae.datasets.pool import PoolRule, check_belongs, read_pool
 from sslmae.datasets.shards import DEFAULT_SHARD_BYTES, member_json
 from sslmae.datasets.sources import materialize, object_fetcher, source_kind
 from sslmae.datasets.store import Store
@@ -187,6 +187,8 @@ def ingest(
         for src in (source, *unlabeled):
             if source_kind(src) not in ("s3", "url"):
                 check_apart(out, src, "ingest")
+    for pool_source in unlabeled:
+        check_belongs(source, pool_source)
     else:
         _claim_remote(str(out), remove=False)
     with work_dir("ingest") as work:

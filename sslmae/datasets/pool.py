@@ -28,6 +28,24 @@ def origin(i: int) -> str:
     return f"unlabeled/{i}"
 
 
+DATASET_FILES = ("labels.csv", "manifest.parquet", "manifest.csv")  # what marks a folder as a labeled dataset
+
+
+def check_belongs(source: str, pool: str, levels: int = 3) -> None:
+    """A local pool folder that lies in another labeled dataset's folder than `source` (the embedded
+    dataset's pool, data/synth/unlabeled, left in params when data.source changed) is refused: its
+    images belong to that dataset's world, not to this one."""
+    if "://" in pool or "://" in source:
+        return
+    home = Path(source).expanduser().resolve()
+    for parent in list(Path(pool).expanduser().resolve().parents)[:levels]:
+        if parent == home or home in parent.parents:
+            return
+        if any((parent / name).is_file() for name in DATASET_FILES):
+            raise DatasetError(f"{pool}: this unlabeled source lies in {parent}, another labeled dataset than the "
+                               f"source {source}: set data.unlabeled for this source ([] for none)")
+
+
 def read_pool(sources: list[str], work: Path, problems: Problems, n_labels: int,
               s3_endpoint: str | None = None) -> list[RecordTable]:
     """One table of unlabeled records (labels all 0) per source, in the order given."""

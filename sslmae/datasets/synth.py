@@ -192,8 +192,14 @@ def render(seed: int, index: int, size: int) -> tuple[np.ndarray, dict[str, int]
     return np.clip(canvas, 0, 255).astype(np.uint8), present
 
 
-def write_synthetic(out: str | Path, n: int = 600, size: int = 64, seed: int = 0) -> Path:
-    """Write the synthetic dataset to `out` atomically (labels-csv layout). Returns `out`."""
+POOL = "unlabeled"  # the folder of unlabeled scenes in the dataset folder
+POOL_FIRST = 10**9  # the pool's scene indices start here, far from the labeled scenes' 0..n-1
+
+
+def write_synthetic(out: str | Path, n: int = 600, size: int = 64, seed: int = 0, unlabeled: int = 0) -> Path:
+    """Write the synthetic dataset to `out` atomically (labels-csv layout) and, with `unlabeled`, that
+    many more scenes of the same world without labels in `out`/unlabeled/ (pool<i>.png: the pool an
+    unlabeled source names; the labels-csv layout reads only images/). Returns `out`."""
     if n < 1:
         raise ValueError(f"n: must be >= 1, got {n}")
     if size < 16:
@@ -209,4 +215,10 @@ def write_synthetic(out: str | Path, n: int = 600, size: int = 64, seed: int = 0
             Image.fromarray(img).save(tmp / "images" / f"{stem}.png", optimize=False)
             rows.append(",".join([stem] + [str(labels[k]) for k in LABELS]))
         (tmp / "labels.csv").write_text("image," + ",".join(LABELS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        if unlabeled:
+            (tmp / POOL).mkdir()
+            for i in range(unlabeled):  # scene indices of their own: other scenes, the same ones when n grows
+                img, _ = render(seed, POOL_FIRST + i, size)
+                Image.fromarray(img).save(tmp / POOL / f"pool{i:0{max(4, len(str(unlabeled - 1)))}d}.png",
+                                          optimize=False)
     return out

@@ -103,18 +103,20 @@ def pick_source(source: str, cfg: Config) -> str:
 
 
 @masked_output
-def ingest_step(params: dict, source: str, out_dir: str, store: str = "") -> dict:
+def ingest_step(params: dict, source: str, out_dir: str, store: str = "", unlabeled: list | None = None) -> dict:
     """The canonical dataset into out_dir; with a store, published there by digest and out_dir
     holds only the reference. The shard format (data.format) goes straight into the store, shard by
-    shard: the pod's scratch never holds the dataset."""
+    shard: the pod's scratch never holds the dataset. The pool: `unlabeled` (the pipeline input)
+    where `source` is given, as `sslmae ingest SOURCE --unlabeled` (params' pool belongs to params'
+    source), else params' data.unlabeled."""
     cfg = config_for(params)
     src, store = pick_source(source, cfg), check_store(store)
+    pool = list(unlabeled or []) if source else cfg.data.unlabeled
     opts = {"layout": cfg.data.layout, "on_bad": cfg.data.on_bad, "format": cfg.data.format,
-            "shard_bytes": cfg.data.shard_bytes, "unlabeled": cfg.data.unlabeled,
-            "unlabeled_rows": cfg.data.unlabeled_rows}
+            "shard_bytes": cfg.data.shard_bytes, "unlabeled": pool, "unlabeled_rows": cfg.data.unlabeled_rows}
     if not store:
         res = ingest(src, out_dir, **opts)
-        return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names)}
+        return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names), **_pool_size(res)}
     if cfg.data.format == "shards":
         incoming = Store(store).child("datasets", "incoming", uuid.uuid4().hex)
         res = ingest(src, incoming.uri, **opts)
@@ -127,7 +129,12 @@ def ingest_step(params: dict, source: str, out_dir: str, store: str = "") -> dic
             ref = dataref.publish(res.out, Store(store))
             dataref.write_reference(out_dir, ref, res.out)
     return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names), "digest": ref["digest"],
-            "dataset_uri": ref["uri"], "bytes": ref["bytes"]}
+            "dataset_uri": ref["uri"], "bytes": ref["bytes"], **_pool_size(res)}
+
+
+def _pool_size(res) -> dict:
+    """{"n_pool": images of the unlabeled pool} when the dataset has one."""
+    return {"n_pool": res.report["pool"]["n_images"]} if "pool" in res.report else {}
 
 
 def _made(folder: Path) -> Path:

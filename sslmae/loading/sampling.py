@@ -1,8 +1,10 @@
 """Batch samplers: semi-supervised pairing and plain labeled batches, shardable over ranks,
 resumable mid-epoch.
 
-Semi-supervised (the paper's scheme): an epoch walks the unlabeled pool once; each batch
-pairs B unlabeled images with B labeled ones drawn with replacement. Indices refer to one
+Semi-supervised (the paper's scheme): an epoch walks the unlabeled pool once, without
+replacement; each batch takes mu x B unlabeled images (`ratio`, train.unlabeled_ratio: FixMatch and
+USB's uratio; 1, the authors') and B labeled ones drawn with replacement, so the labeled rows cycle
+many times an epoch when the pool is much larger. Indices refer to one
 dataset holding both pools. With `world_size > 1` each rank takes a disjoint shard of the
 epoch's batches, so every unlabeled image is seen once per epoch across ranks.
 
@@ -82,36 +84,40 @@ def _batch_count(n: int, batch_size: int, world_size: int, drop_last: bool) -> i
 
 
 class PairedBatchSampler(_EpochSampler):
-    """Yields [u_1..u_B, l_1..l_B]: B unlabeled (without replacement) + B labeled (with).
+    """Yields [u_1..u_(mu B), l_1..l_B]: mu x B unlabeled (without replacement) + B labeled (with);
+    an epoch's last batch, when smaller, keeps the ratio (ceil(u / mu) labeled).
 
     pairing 'redraw': the labeled partners are drawn afresh for every batch of every epoch;
-    'fixed': each unlabeled image gets one labeled partner for the whole run, drawn once with
-    the seed (the authors' RandomState(42).choice upsampling), and the pairs are shuffled per epoch.
+    'fixed': each run of mu unlabeled images gets one labeled partner for the whole run, drawn once
+    with the seed (the authors' RandomState(42).choice upsampling), and the pairs are shuffled per epoch.
     """
 
     def __init__(self, unlabeled: np.ndarray, labeled: np.ndarray, batch_size: int,
                  seed: int = 0, rank: int = 0, world_size: int = 1, pairing: str = "redraw",
-                 drop_last: bool = False, order: str = "shuffle", shard_of: np.ndarray | None = None):
+                 drop_last: bool = False, order: str = "shuffle", shard_of: np.ndarray | None = None,
+                 ratio: int = 1):
         super().__init__(seed, rank, world_size, order, shard_of)
+        if ratio < 1:
+            raise ValueError(f"ratio: unlabeled images per labeled one must be >= 1, got {ratio}")
         if len(unlabeled) == 0 or len(labeled) == 0:
             raise ValueError("semi-supervised batches need both labeled and unlabeled images")
         if pairing not in ("redraw", "fixed"):
             raise ValueError(f"pairing: must be 'redraw' or 'fixed', got {pairing!r}")
         self.unlabeled, self.labeled, self.batch_size = np.asarray(unlabeled), np.asarray(labeled), batch_size
-        self.pairing, self.drop_last = pairing, drop_last
+        self.pairing, self.drop_last, self.ratio = pairing, drop_last, ratio
         self.partner = np.random.RandomState(seed).choice(self.labeled, size=len(self.unlabeled), replace=True)
 
     def _batches(self) -> list[list[int]]:
         rng = self._rng()
         perm = self._permutation(self.unlabeled, rng)
         order, partners = self.unlabeled[perm], self.partner[perm]
-        out = []
-        for b in range(_batch_count(len(order), self.batch_size, self.world_size, self.drop_last)):
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            u, fixed = order[sl], partners[sl]
+        out, per = [], self.ratio * self.batch_size
+        for b in range(_batch_count(len(order), per, self.world_size, self.drop_last)):
+            sl = slice(b * per, (b + 1) * per)
+            u, fixed = order[sl], partners[sl][:: self.ratio]
             if len(u) == 0:  # padding batch: reuse the start of the permutation
-                u, fixed = order[: self.batch_size], partners[: self.batch_size]
-            lab = fixed if self.pairing == "fixed" else rng.choice(self.labeled, size=len(u), replace=True)
+                u, fixed = order[:per], partners[:per][:: self.ratio]
+            lab = fixed if self.pairing == "fixed" else rng.choice(self.labeled, size=len(fixed), replace=True)
             out.append([int(i) for i in u] + [int(i) for i in lab])
         return out
 
@@ -119,7 +125,8 @@ class PairedBatchSampler(_EpochSampler):
         return iter(self._shard(self._batches()))
 
     def __len__(self) -> int:
-        return _batch_count(len(self.unlabeled), self.batch_size, self.world_size, self.drop_last) // self.world_size
+        return _batch_count(len(self.unlabeled), self.ratio * self.batch_size, self.world_size,
+                            self.drop_last) // self.world_size
 
 
 class LabeledBatchSampler(_EpochSampler):

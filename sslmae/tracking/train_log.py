@@ -35,14 +35,17 @@ def train_logger(tracking: TrackingConfig, out_dir: str | Path, resumed: bool) -
 
 
 def log_train_start(logger: MLFlowLogger | None, params: dict, data_dir: str | Path, out_dir: str | Path,
-                    resumed: bool) -> None:
+                    resumed: bool, composition: dict[str, str] | None = None) -> None:
     """On rank 0: the params (the run's config as a dict; once per MLflow run), the dataset as the
-    run's input, and out_dir/mlflow_run.json."""
+    run's input, what it trains on (`composition`: sizes and digests of the labeled images and the
+    pool, as tags), and out_dir/mlflow_run.json."""
     if logger is None:
         return
     if not resumed:
         logger.log_hyperparams(flat_params(params))
         log_dataset(logger.experiment, logger.run_id, data_dir, "train")
+        for key, value in (composition or {}).items():
+            logger.experiment.set_tag(logger.run_id, key, value)
     record_run(out_dir, logger.experiment.get_run(logger.run_id))
 
 

@@ -18,6 +18,8 @@ The training loader is resumable mid-epoch (`ResumableLoader`).
 
 from __future__ import annotations
 
+import sys
+
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
@@ -30,7 +32,7 @@ from sslmae.loading.images import ImageTableDataset, ShardImageDataset
 from sslmae.loading.loaders import (ResumableLoader, check_task, eval_loader, image_cache, loader_options,
                                     shard_reader, subset_dataset)
 from sslmae.loading.sampling import LabeledBatchSampler, PairedBatchSampler
-from sslmae.split import read_split
+from sslmae.split import composition, read_split
 
 
 def streams(section: DataConfig, data: LabeledImages) -> bool:
@@ -46,12 +48,14 @@ def streams(section: DataConfig, data: LabeledImages) -> bool:
 class SSLDataModule(L.LightningDataModule):
     """data: the `data` section; batch_size: labeled images per step (train.batch_size);
     unlabeled: the mode trains on the unlabeled pool too; seed: the samplers' seed;
-    eval_batch_size: validation batches (evaluate.batch_size)."""
+    eval_batch_size: validation batches (evaluate.batch_size); unlabeled_ratio: unlabeled images
+    per labeled one in a step (train.unlabeled_ratio)."""
 
     def __init__(self, data: DataConfig, batch_size: int, unlabeled: bool, seed: int, eval_batch_size: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, unlabeled_ratio: int = 1):
         super().__init__()
         self.section, self.batch_size, self.unlabeled, self.seed = data, batch_size, unlabeled, seed
+        self.unlabeled_ratio = unlabeled_ratio
         self.eval_batch_size, self.rank, self.world_size = eval_batch_size, rank, world_size
         self.data: LabeledImages | None = None
         self.subsets: np.ndarray | None = None
@@ -80,6 +84,11 @@ class SSLDataModule(L.LightningDataModule):
         """Ids of the images a run learns from or is selected on: labeled, unlabeled and val."""
         self.setup()
         return [self.data.ids[i] for i in np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled", "val")))]
+
+    def composition(self) -> dict[str, str]:
+        """Sizes and id digests of the labeled images, the hidden-label ones and the pool (MLflow tags)."""
+        self.setup()
+        return composition(self.data.ids, self.subsets, self.data.known)
 
     @property
     def label_names(self) -> list[str]:
@@ -132,7 +141,14 @@ class SSLDataModule(L.LightningDataModule):
         if self.stream:
             shard.update(order="shards", shard_of=self.data.shards.shard[rows])
         if self.unlabeled:
-            sampler = PairedBatchSampler(unl, lab, self.batch_size, pairing=d.pairing, drop_last=d.drop_last, **shard)
+            sampler = PairedBatchSampler(unl, lab, self.batch_size, pairing=d.pairing, drop_last=d.drop_last,
+                                         ratio=self.unlabeled_ratio, **shard)
+            if rank == 0:  # what an epoch is, where the pool may be 1,000 x the labeled images
+                steps = len(sampler) * world
+                print(f"train: an epoch is one pass over the unlabeled pool: {len(unl)} images, "
+                      f"{self.unlabeled_ratio * self.batch_size} a step, {steps} steps; the {len(lab)} labeled "
+                      f"images, {self.batch_size} a step, cycle {steps * self.batch_size / len(lab):.1f} times",
+                      file=sys.stderr, flush=True)
         else:
             sampler = LabeledBatchSampler(lab, self.batch_size, drop_last=d.drop_last, **shard)
         self.train_loader = ResumableLoader(dataset, batch_sampler=sampler, **loader_options(d.num_workers))

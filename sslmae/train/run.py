@@ -84,7 +84,7 @@ def train(cfg: Config) -> TrainResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     params = redacted(to_dict(cfg))  # what checkpoints, MLflow and the resume check see
     datamodule = SSLDataModule(cfg.data, t.batch_size, MODES[cfg.loss.mode].unlabeled, cfg.seed,
-                               cfg.evaluate.batch_size)
+                               cfg.evaluate.batch_size, unlabeled_ratio=t.unlabeled_ratio)
     accelerator, _ = resolve_hardware(t.accelerator, t.precision)
     model = build_model(cfg.model, cfg.loss, cfg.data.task, cfg.data.img_size, len(datamodule.label_names))
     module = SSLMAEModule(model, t, cfg.augment, cfg.loss.w_lr, cfg.evaluate.threshold, params,
@@ -101,7 +101,8 @@ def train(cfg: Config) -> TrainResult:
         if trainer.is_global_zero:
             out.mkdir(parents=True, exist_ok=True)
             write_marker(out, "train")
-            log_train_start(logger, params, cfg.data.dir, out, resumed=ckpt is not None)
+            log_train_start(logger, params, cfg.data.dir, out, resumed=ckpt is not None,
+                            composition=datamodule.composition())
             log_pretrained(logger, pretrained)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)

@@ -201,3 +201,17 @@ def test_a_frozen_split_carries_the_pool_forward_and_a_pool_image_that_gains_lab
     ingest(str(labeled), tmp_path / "ds", unlabeled=[str(pool)], log=quiet)
     with pytest.raises(SplitError, match=f"val/test image.*have no labels now.*'{test_image}'"):
         split_dataset(tmp_path / "ds", out, val=0.2, test=0.2, seed=0, frozen=True, history=history)
+
+
+def test_the_embedded_pool_left_in_params_for_another_source_is_refused(tmp_path):
+    """data/synth/unlabeled belongs to data/synth: with data.source changed to a user's dataset, it is
+    refused in one line rather than mixed into that dataset's pool."""
+    from sslmae.datasets.synth import POOL, write_synthetic
+
+    synth = write_synthetic(tmp_path / "synth", n=4, size=16, unlabeled=2)
+    assert sorted(p.name for p in (synth / POOL).iterdir()) == ["pool0000.png", "pool0001.png"]
+    mine = labels_csv_dataset(tmp_path / "mine", n=6)
+    with pytest.raises(DatasetError, match=r"lies in .*synth, another labeled dataset than the source"):
+        ingest(str(mine), tmp_path / "out", unlabeled=[str(synth / POOL)], log=quiet)
+    res = ingest(str(synth), tmp_path / "out", unlabeled=[str(synth / POOL)], log=quiet)  # its own source: used
+    assert res.report["pool"]["n_images"] == 2 and res.n_images == 6

@@ -38,9 +38,8 @@ def make_project(tmp_path, **sections):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, dst / f)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["synth"].update(n=80, size=32)
+    params["synth"].update(n=80, unlabeled=40, size=32)  # 80 labeled scenes and a pool of 40
     params["data"]["img_size"] = 32
-    params["split"]["fraction"] = 0.3
     params["model"].update(backbone="micro", patch_size=4, mask_patch_size=8)
     params["train"].update(epochs=2, batch_size=8, progress_bar=False, accelerator="cpu")
     params["grid"].update(trials=["w0.3", "w0.7", "learned"])
@@ -84,7 +83,7 @@ def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
 
     if not (UCM / "labels.csv").is_file():
         pytest.skip(f"{UCM} not present")
-    project = make_project(tmp_path, data={"source": str(UCM), "dir": "data/ucm"},
+    project = make_project(tmp_path, data={"source": str(UCM), "dir": "data/ucm", "unlabeled": []},
                            train={"epochs": 1, "batch_size": 64, "progress_bar": False, "accelerator": "cpu"},
                            grid={"trials": ["w0.5"]},
                            split={"fraction": 0.05})

@@ -166,7 +166,9 @@ def test_a_new_user_runs_the_readme_commands_in_order_then_dvc_keeps_its_promise
     assert served.stop() == 0, served.log.read_text()[-3000:]
     second = pd.read_csv(project / "data/split.csv")
     test_second = set(second.loc[second["subset"] == "test", "image"])
-    assert len(second) == 100 and not test_second & trained_first, "a trained-on image is in the new test set"
+    pool = second["image"].str.startswith("pool")
+    assert len(second) == 140 and pool.sum() == 40 and set(second.loc[pool, "subset"]) == {"unlabeled"}
+    assert not test_second & trained_first, "a trained-on image is in the new test set"
     assert test_first <= test_second, "an old test image left the test set"
     history = pd.read_csv(project / "data/split.history.csv")
     assert set(history["generation"]) == {0, 1}
@@ -225,7 +227,7 @@ def _dvc_keeps_its_promises(project: Path, s3, tmp_path: Path) -> None:
     # the same data from another place: ingest reruns, its output is the same bytes, nothing retrains
     shutil.copytree(project / "data" / "synth", project / "elsewhere" / "synth")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["source"] = "elsewhere/synth"
+    params["data"].update(source="elsewhere/synth", unlabeled=["elsewhere/synth/unlabeled"])  # its pool moves with it
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     moved = sh(["dvc", "repro"], project, timeout=600)
     assert "Running stage 'ingest'" in moved

@@ -46,3 +46,19 @@ def test_drop_last_drops_the_smaller_batch():
     assert all(len(b) == 16 for b in PairedBatchSampler(np.arange(20), np.arange(3), 8, drop_last=True))
     assert len(LabeledBatchSampler(np.arange(20), 8, drop_last=True)) == 2
     assert len(LabeledBatchSampler(np.arange(5), 8, drop_last=True)) == 1  # never zero batches
+
+
+@pytest.mark.parametrize("pairing", ["redraw", "fixed"])
+def test_mu_unlabeled_per_labeled_and_the_pool_once_an_epoch(pairing):
+    """train.unlabeled_ratio = mu: each step takes mu x B pool images (each once an epoch) and B labeled
+    ones (cycling); the last, smaller batch keeps the ratio; mu 1 is the authors' batch."""
+    unl, lab = np.arange(100, 1100), np.arange(10)
+    s = PairedBatchSampler(unl, lab, 8, seed=3, pairing=pairing, ratio=7)
+    batches = list(s)
+    assert len(batches) == len(s) == 18  # ceil(1000 / 56)
+    pool = [i for b in batches for i in b if i >= 100]
+    assert sorted(pool) == list(unl)  # without replacement
+    assert all(sum(i < 100 for i in b) == 8 and len(b) == 64 for b in batches[:-1])
+    assert sum(i < 100 for i in batches[-1]) == 7 and len(batches[-1]) == 48 + 7  # 1000 - 17 * 56 = 48 -> ceil(48 / 7)
+    same = PairedBatchSampler(unl, lab, 8, seed=3, pairing=pairing)
+    assert list(same) == list(PairedBatchSampler(unl, lab, 8, seed=3, pairing=pairing, ratio=1))

@@ -1,8 +1,9 @@
 """`sslmae ingest`: any supported layout, and the unlabeled sources beside it, -> the canonical dataset
 (params `data.source`, `data.unlabeled`, `data.dir`, `data.layout`, `data.on_bad`, `data.format`,
-`data.shard_bytes`)."""
+`data.shard_bytes`). A SOURCE given on the command line is another dataset than params' data.source: its
+pool is what --unlabeled gives, none without it (params' pool belongs to params' source)."""
 
-from sslmae.cli.params import add_params, knob_flag, knob_positional, load_params
+from sslmae.cli.params import PREFIX, add_params, knob_flag, knob_positional, load_params
 from sslmae.datasets.ingest import ingest
 
 
@@ -23,6 +24,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     d = load_params(args).data
+    given = vars(args)
+    if given[f"{PREFIX}data.source:SOURCE"] is not None and given[f"{PREFIX}data.unlabeled:--unlabeled"] is None:
+        d = d.model_copy(update={"unlabeled": []})
     limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("min_side", args.min_side),
                                 ("workers", args.workers)) if v is not None}
     ingest(d.source, d.dir, layout=d.layout, on_bad=d.on_bad, s3_endpoint=args.s3_endpoint, format=d.format,

@@ -20,19 +20,19 @@ def _compile(args, cfg, launch) -> None:
 
 def _run_local(args, cfg, launch) -> None:
     out = launch.run_local(launch.local_config(args.params, args.overrides), args.root or "runs/kfp-local",
-                           args.source)
+                           args.source, args.unlabeled)
     print(f"local pipeline run finished; artifacts under {out}, each step's log under {out.parent / 'logs'}")
 
 
 def _run_containers(args, cfg, launch) -> None:
     out = launch.run_containers(launch.local_config(args.params, args.overrides),
-                                args.root or "runs/kfp-containers", args.source, args.image)
+                                args.root or "runs/kfp-containers", args.source, args.image, unlabeled=args.unlabeled)
     print(f"pipeline run in containers finished; artifacts under {out}, each step's log under {out.parent / 'logs'}")
 
 
 def _submit(args, cfg, launch) -> None:
     rid = launch.submit(cfg, args.host, args.experiment, args.source, _resources(args, launch), args.namespace,
-                        args.frozen_split, args.store, deploy=args.deploy)
+                        args.frozen_split, args.store, deploy=args.deploy, unlabeled=args.unlabeled)
     print(f"submitted run {rid}")
 
 
@@ -40,7 +40,7 @@ def _schedule(args, cfg, launch) -> None:
     launch.check_cron(args.cron)  # first: a wrong cron is the one line the user sees
     rid, replaced = launch.schedule(cfg, args.host, args.experiment, args.cron, args.source, args.out,
                                     _resources(args, launch), args.namespace, args.frozen_split, args.store,
-                                    deploy=args.deploy)
+                                    deploy=args.deploy, unlabeled=args.unlabeled)
     print(f"recurring run {rid}: {args.cron}" + (f" (replaced {', '.join(replaced)})" if replaced else ""))
 
 
@@ -62,6 +62,9 @@ def add_arguments(p) -> None:
     p.add_argument("--root", default=None,
                    help="run-local / run-containers: the run folder (default runs/kfp-local, runs/kfp-containers)")
     p.add_argument("--source", default="", help="dataset source (default: data.source; run-local: synthetic)")
+    p.add_argument("--unlabeled", action="append", default=None, metavar="SOURCE",
+                   help="with --source: an unlabeled source, the pool (repeat for several; default none: params' "
+                        "data.unlabeled belongs to data.source; run-local without --source: the embedded pool)")
     p.add_argument("--frozen-split", default="",
                    help="submit/schedule: a path or s3:// URI where the split persists across runs (frozen test set)")
     p.add_argument("--store", default="",

@@ -7,6 +7,7 @@ from sslmae.datasets.synth import write_synthetic
 def add_arguments(p) -> None:
     knob_flag(p, "--out", "synth.out", "dataset folder to write")
     knob_flag(p, "--n", "synth.n", "number of scenes")
+    knob_flag(p, "--unlabeled", "synth.unlabeled", "number of scenes without labels (the pool, in OUT/unlabeled/)")
     knob_flag(p, "--size", "synth.size", "image side in pixels")
     knob_flag(p, "--seed", "synth.seed", "random seed")
     add_params(p)
@@ -14,5 +15,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     s = load_params(args).synth
-    out = write_synthetic(s.out, n=s.n, size=s.size, seed=s.seed)
-    print(f"wrote {s.n} synthetic scenes ({s.size}px) to {out}")
+    out = write_synthetic(s.out, n=s.n, size=s.size, seed=s.seed, unlabeled=s.unlabeled)
+    pool = f" and {s.unlabeled} without labels to {out}/unlabeled" if s.unlabeled else ""
+    print(f"wrote {s.n} synthetic scenes ({s.size}px) to {out}{pool}")

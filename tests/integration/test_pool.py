@@ -215,3 +215,33 @@ def test_the_embedded_pool_left_in_params_for_another_source_is_refused(tmp_path
         ingest(str(mine), tmp_path / "out", unlabeled=[str(synth / POOL)], log=quiet)
     res = ingest(str(synth), tmp_path / "out", unlabeled=[str(synth / POOL)], log=quiet)  # its own source: used
     assert res.report["pool"]["n_images"] == 2 and res.n_images == 6
+
+
+@pytest.mark.slow
+def test_training_takes_mu_pool_images_a_step_and_the_run_records_the_pool(tmp_path, capfd):
+    import mlflow
+    import pandas as pd
+
+    from sslmae.cli.main import main
+    from sslmae.datasets.synth import POOL, write_synthetic
+    from sslmae.split import split_dataset
+    from tests.conftest import tiny_overrides
+
+    synth = write_synthetic(tmp_path / "synth", n=48, size=32, unlabeled=30)
+    ingest(str(synth), tmp_path / "ds", unlabeled=[str(synth / POOL)], log=quiet)
+    split_dataset(tmp_path / "ds", tmp_path / "split.csv", seed=0)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*tiny_overrides(tmp_path, tmp_path / "ds", tmp_path / "split.csv"), "train.unlabeled_ratio=2",
+            "train.epochs=1", "tracking.enabled=true", f"tracking.uri={store}"]
+    assert main(["train", *args]) == 0
+    said = capfd.readouterr().err
+    assert "an epoch is one pass over the unlabeled pool: 30 images, 16 a step, 2 steps" in said
+    history = pd.read_csv(tmp_path / "train" / "history.csv")
+    labeled = int((pd.read_csv(tmp_path / "split.csv")["subset"] == "labeled").sum())
+    assert history["train_images"].iloc[0] == 30 + 8 + 7  # the pool once + B labeled, then ceil(14 / 2)
+    client = mlflow.MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("sslmae").experiment_id],
+                                filter_string="tags.`sslmae.kind` = 'train'")
+    tags = run.data.tags
+    assert tags["sslmae.data.pool"] == "30" and tags["sslmae.data.labeled"] == str(labeled)
+    assert tags["sslmae.data.hidden"] == "0" and len(tags["sslmae.data.pool.sha256"]) == 64

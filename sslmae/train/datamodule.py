@@ -90,6 +90,15 @@ class SSLDataModule(L.LightningDataModule):
         self.setup()
         return composition(self.data.ids, self.subsets, self.data.known)
 
+    def sizes(self) -> dict[str, int]:
+        """{labeled_images, hidden_label_images, pool_images} of the training sides where the data has an
+        unlabeled pool (the run's metrics.json and report show them); {} where it has none."""
+        if self.data.known is None:
+            return {}
+        tags = self.composition()
+        return {f"{name}_images": int(tags[f"sslmae.data.{side}"])
+                for name, side in (("labeled", "labeled"), ("hidden_label", "hidden"), ("pool", "pool"))}
+
     @property
     def label_names(self) -> list[str]:
         self.setup()

@@ -47,10 +47,12 @@ def selected_epoch(select: str, last_epoch: int, best_epoch: int | None) -> int:
 
 def export_run(model: SSLMAE, cfg: Config, label_names: list[str], history: EpochHistory, best_path: str | None,
                val_loader, out: Path, seconds: float, device: torch.device,
-               trained_on: np.ndarray | None = None, pretrained: dict[str, str] | None = None) -> Exported:
+               trained_on: np.ndarray | None = None, pretrained: dict[str, str] | None = None,
+               sizes: dict[str, int] | None = None) -> Exported:
     """Write the run's files (module docstring). model: the network as training left it (its
     weights become the selected epoch's); best_path: the best-weights checkpoint, if any;
-    val_loader: the validation batches, or None when there is no validation subset; trained_on:
+    val_loader: the validation batches, or None when there is no validation subset; sizes: what
+    the run trained on, for metrics.json (labeled and pool images, where the data has a pool); trained_on:
     (K,) uint64 image hashes (sslmae.seen) of the labeled, unlabeled and validation images, kept
     in both model files (meta `trained_on`, int64 bits) so the promotion gate can check overlap;
     pretrained: the starting weights' provenance (sslmae.train.pretrained), meta `pretrained` of both."""
@@ -75,5 +77,5 @@ def export_run(model: SSLMAE, cfg: Config, label_names: list[str], history: Epoc
     write_json(out / "metrics.json", {
         "best_epoch": epoch, "epochs": cfg.train.epochs, "epochs_run": last_epoch + 1,
         "train_seconds": round(seconds, 2), "w_final": w_per_epoch[-1] if w_per_epoch else None,
-        **{f"val_{k}": v for k, v in (val_metrics or {}).items()}})
+        **(sizes or {}), **{f"val_{k}": v for k, v in (val_metrics or {}).items()}})
     return Exported(best, last, out / "history.csv", out / "metrics.json", epoch, val_metrics, w_per_epoch, thresholds)

@@ -117,7 +117,7 @@ def train(cfg: Config) -> TrainResult:
     val_loader = datamodule.val_dataloader() or None
     done = export_run(module.model, cfg, datamodule.label_names, history, best_ckpt.best_model_path or None,
                       val_loader, out, seconds, module.device, trained_on=image_hashes(datamodule.seen_ids()),
-                      pretrained=pretrained)
+                      pretrained=pretrained, sizes=datamodule.sizes())
     log_train_end(logger, cfg.tracking, out, datamodule.label_names, cfg.data.img_size)
     return TrainResult(done.model, done.last, done.val_metrics, done.epoch, done.w_per_epoch, done.history, seconds,
                        datamodule.label_names, logger.run_id if logger is not None else None)

@@ -245,3 +245,5 @@ def test_training_takes_mu_pool_images_a_step_and_the_run_records_the_pool(tmp_p
     tags = run.data.tags
     assert tags["sslmae.data.pool"] == "30" and tags["sslmae.data.labeled"] == str(labeled)
     assert tags["sslmae.data.hidden"] == "0" and len(tags["sslmae.data.pool.sha256"]) == 64
+    metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    assert (metrics["labeled_images"], metrics["pool_images"]) == (labeled, 30)  # the report's run summary shows them

@@ -136,7 +136,8 @@ def test_a_new_user_runs_the_readme_commands_in_order_then_dvc_keeps_its_promise
     assert served is not None and runs == 2
     predictions = pd.read_csv(project / "predictions.csv")
     assert len(predictions) == 80 and predictions["error"].isna().all()
-    assert (project / "report.html").is_file()
+    page = (project / "report.html").read_text()
+    assert "pool_images" in page and "labeled_images" in page  # make run trained with the embedded pool
     # the local Kubeflow runs kept MLflow's state in their run folder: the repository's registry has make
     # run's model only; the second run-local, of the same data, was compared with the first one's champion
     assert _versions(project) == 1

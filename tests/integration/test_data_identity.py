@@ -61,6 +61,7 @@ def store(tmp_path_factory):
 @pytest.fixture
 def registry(store):
     mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("data-identity")  # not whichever experiment an earlier test in this process made active
     return mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
 
 

@@ -129,7 +129,7 @@ def make_split(
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if predefined is not None:
         predefined = np.asarray(predefined, dtype=object)
-        bad = sorted(set(predefined) - {"train", "val", "test"})
+        bad = sorted(set(predefined[~pool]) - {"train", "val", "test"}, key=str)
         if bad:
             raise SplitError(f"predefined split: values must be train/val/test, got {bad}")
         base = predefined.copy()
@@ -200,7 +200,7 @@ def split_dataset(
     data = load_dataset(dataset_dir)
     predefined = data.predefined
     if predefined_file is not None:
-        predefined = read_predefined(predefined_file, data.ids)
+        predefined = read_predefined(predefined_file, data.ids, data.known)
     known = data.known if data.known is not None else np.ones(len(data.ids), dtype=bool)
     if predefined is not None and any(p is None for p, k in zip(predefined, known) if k):
         raise SplitError(f"{dataset_dir}: the predefined split leaves "
@@ -248,16 +248,18 @@ def is_split_table(path: Path) -> bool:
         return fh.readline().strip() == b"image,subset"
 
 
-def read_predefined(path: str | Path, ids: list[str]) -> np.ndarray:
-    """(N,) train/val/test from a CSV `image,split`, aligned to `ids`; every id must be present."""
+def read_predefined(path: str | Path, ids: list[str], known: np.ndarray | None = None) -> np.ndarray:
+    """(N,) train/val/test from a CSV `image,split`, aligned to `ids`; every id whose labels are
+    known (`known`, default all) must be present (a pool image's is None: it is always unlabeled)."""
     table = pd.read_csv(path, dtype=str)
     if list(table.columns[:2]) != ["image", "split"]:
         raise SplitError(f"{path}: header must be 'image,split'")
     mapping = dict(zip(table["image"], table["split"]))
-    missing = [i for i in ids if i not in mapping]
+    known = np.ones(len(ids), dtype=bool) if known is None else known
+    missing = [i for i, k in zip(ids, known) if k and i not in mapping]
     if missing:
         raise SplitError(f"{path}: no split for {len(missing)} image(s), e.g. {missing[:3]}")
-    return np.asarray([mapping[i] for i in ids], dtype=object)
+    return np.asarray([mapping.get(i) for i in ids], dtype=object)
 
 
 def _check_labels_kept(keep: np.ndarray, known: np.ndarray, ids: list[str], keep_file) -> None:

@@ -4,7 +4,7 @@ like BigEarthNet's (120 px RGB JPEG, 43 labels, a few positive per tile); and, a
 same bounded training from shards on an S3 server and from image files with the decode cache.
 
     python bench/bench_scale.py [--sizes 10000 200000] [--train-sizes 10000] [--train-steps 50]
-                                [--compare-sizes 10000] [--workers 2] [--note TEXT]
+                                [--compare-sizes 10000] [--labeled 1000] [--workers 2] [--note TEXT]
                                 [--work DIR [--reuse]] [--out bench/results]
 
 For each N: N tiles in the labels-csv layout (random pixels: no two alike), then, each as its own
@@ -18,7 +18,10 @@ process (its peak RSS is its own `ru_maxrss`):
            - with --train-steps K (default 50): stopped after K steps; steps/s and images/s over
              steps 2..K (the first step's wait is the first-step time)
            - with --train-steps 0: one whole epoch (validation and export included), its images/s
-Rows name their format: "shards-local" for these.
+Rows name their format: "shards-local" for these. With --labeled K, N is the size of an unlabeled
+pool beside K labeled tiles (`sslmae ingest LABELED --unlabeled '[POOL]'`, the split labels every
+labeled training tile, the pool is `unlabeled`: each step 32 labeled + 32 pool tiles); rows add
+`labeled` and `pool`.
 
 --compare-sizes N (implies N in --sizes and --train-sizes) adds, at that N, the same bounded
 training from two other places, each twice (cache "cold": a fresh data.cache_dir, then "warm":
@@ -41,7 +44,8 @@ exits 0. Nothing is exported from such a run.
 Each training row also says how much CPU other processes of the machine took while it ran
 (`train_others_cores`: busy CPU time from /proc/stat less this benchmark's own processes, over
 the wall time): the machine may be shared.
-Writes bench/results/scale_<YYYY-MM-DD>.json and prints each row as it is measured.
+Writes bench/results/scale_<YYYY-MM-DD>.json (with --labeled: scale_pool_<YYYY-MM-DD>.json) and prints
+each row as it is measured.
 """
 
 from __future__ import annotations
@@ -84,6 +88,15 @@ def _tiles(args: tuple[Path, int, int]) -> list[str]:
         positives = set(rng.choice(len(LABELS), size=rng.integers(1, 5), replace=False).tolist()) | {i % len(LABELS)}
         lines.append(f"tile{i:07d}," + ",".join("1" if j in positives else "0" for j in range(len(LABELS))))
     return lines
+
+
+def make_pool(folder: Path, first: int, n: int, workers: int) -> Path:
+    """n tiles numbered from `first` (after the labeled ones: other pixels) with no labels: an archive."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    step = 2000
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_tiles, [(folder, s, min(s + step, first + n)) for s in range(first, first + n, step)]))
+    return folder
 
 
 def make_source(folder: Path, n: int, workers: int) -> Path:
@@ -299,6 +312,9 @@ def main() -> int:
                     help="stop each training run after this many steps (0: one whole epoch)")
     ap.add_argument("--compare-sizes", type=int, nargs="*", default=[],
                     help="at these N also train from shards on S3 and from files + decode cache")
+    ap.add_argument("--labeled", type=int, default=0,
+                    help="> 0: each N is an unlabeled pool of N tiles beside this many labeled ones (data.unlabeled); "
+                         "the split labels every labeled training tile and the pool is `unlabeled`")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reuse", action="store_true",
                     help="with --work: a shard dataset and split of N already there are trained on as they are "
@@ -316,18 +332,25 @@ def main() -> int:
         work = args.work or Path(tmp)
         for n in sizes:
             src, ds, split = work / f"tiles{n}", work / f"ds{n}", work / f"split{n}.csv"
+            pool = []
+            if args.labeled:  # K labeled tiles, and the N tiles as an archive beside them
+                src, ds, split = work / f"labeled{args.labeled}", work / f"ds{n}+pool", work / f"split{n}+pool.csv"
+                pool = ["--unlabeled", f"[{work / f'pool{n}'}]"]
+                if not (work / f"pool{n}" / "images").is_dir():
+                    make_pool(work / f"pool{n}", args.labeled, n, args.workers)
             reused = args.reuse and (ds / "manifest.parquet").is_file() and split.is_file()
             if not (src / "labels.csv").is_file() and (not reused or n in args.compare_sizes):
-                make_source(src, n, args.workers)
+                make_source(src, args.labeled or n, args.workers)
             if not reused:
                 ing = child(["ingest", str(src), "--out", str(ds), "--format", "shards",
-                             "--workers", str(args.workers + 2)])
+                             "--workers", str(args.workers + 2), *pool])
             shards = sorted((ds / "shards").glob("*.tar"))
-            row = {"n": n, "format": "shards-local", **({"reused": True} if reused else ingest_fields(ing)),
+            row = {"n": n, "format": "shards-local", **({"labeled": args.labeled, "pool": n} if pool else {}),
+                   **({"reused": True} if reused else ingest_fields(ing)),
                    "shards": len(shards), "shard_bytes": sum(p.stat().st_size for p in shards),
                    "manifest_bytes": (ds / "manifest.parquet").stat().st_size}
             if not reused:
-                sp = child(["split", str(ds), "--out", str(split), "--fraction", "0.1"])
+                sp = child(["split", str(ds), "--out", str(split), *([] if pool else ["--fraction", "0.1"])])
                 row.update(split_s=sp["seconds"], split_peak_rss_mib=sp["peak_rss_mib"])
             if n in train_sizes and args.train_steps > 0:
                 over = train_overrides(ds, split, work / f"train{n}", args.workers)
@@ -354,7 +377,7 @@ def main() -> int:
     if args.note:
         report["note"] = args.note
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / f"scale_{report['date']}.json", report)
+    write_json(args.out / f"scale{'_pool' if args.labeled else ''}_{report['date']}.json", report)
     return 0
 
 

@@ -83,7 +83,8 @@ def run_one(cfg, data: Path, predefined: pd.DataFrame, labels: pd.DataFrame, fra
     lab_dir, pool_dir, table = sources(data, predefined, labels, fraction, seed, share, work)
     ds, split = work / "dataset", work / "split.csv"
     ingest(str(lab_dir), ds, unlabeled=[str(pool_dir)] if pool_dir else [], log=lambda m: None)
-    subsets = split_dataset(ds, split, predefined_file=table, seed=seed)["subset"].value_counts()
+    # the labeled share was drawn above: every labeled train image here is labeled (fraction 1)
+    subsets = split_dataset(ds, split, fraction=1.0, predefined_file=table, seed=seed)["subset"].value_counts()
     mode = "semi_supervised" if pool_dir else "supervised"
     rcfg = updated(cfg, {"seed": seed, "loss.mode": mode, "data.dir": str(ds), "data.split_file": str(split),
                          "train.out_dir": str(work / "train")})

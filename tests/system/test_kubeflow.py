@@ -184,8 +184,28 @@ def test_run_local_executes_the_whole_dag_and_registers_a_champion(tmp_path, mlf
     runs = client.search_runs([client.get_experiment_by_name(exp).experiment_id])
     kinds = sorted(r.data.tags["sslmae.kind"] for r in runs)
     assert kinds.count("train") == 2 and "grid" in kinds and "promote" in kinds  # fan-out and fan-in ran
+    trained = [r.data.tags for r in runs if r.data.tags["sslmae.kind"] == "train"]
+    assert all(t["sslmae.data.pool"] == "48" for t in trained), trained  # the embedded pool, synth.unlabeled=48
     reports = list((tmp_path / "kfp").rglob("page"))
     assert reports and "<html" in reports[0].read_text()[:200].lower()
+
+
+def test_the_pipeline_takes_unlabeled_sources_as_an_input(compiled, tmp_path):
+    """`unlabeled` (a list) travels with `source`; the ingest step takes the pool given with its source,
+    and none from params when a source is given without one (params' pool belongs to params' source)."""
+    from sslmae.config import Config, to_dict
+    from sslmae.datasets.synth import POOL, write_synthetic
+    from sslmae.kubeflow.steps import ingest_step
+
+    spec, _ = compiled
+    assert spec["root"]["inputDefinitions"]["parameters"]["unlabeled"]["parameterType"] == "LIST"
+    synth = write_synthetic(tmp_path / "synth", n=30, size=16, unlabeled=6)
+    params = to_dict(Config())
+    params["data"]["unlabeled"] = ["data/synth/unlabeled"]  # params' own pool: not on this machine
+    with_pool = ingest_step(params, str(synth), str(tmp_path / "a"), unlabeled=[str(synth / POOL)])
+    assert with_pool["n_pool"] == 6 and with_pool["n_images"] == 36
+    alone = ingest_step(params, str(synth), str(tmp_path / "b"))
+    assert "n_pool" not in alone and alone["n_images"] == 30
 
 
 def _grown_datasets(tmp_path):

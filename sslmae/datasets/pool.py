@@ -2,7 +2,9 @@
 labeled source, and the rule that keeps a pool image from counting twice or leaking into training.
 
 Each source (a folder, an archive or an s3:// prefix, as `data.source` takes) is read as a folder of
-images, recursively; an image's id is its file stem, unique across every source.
+images, recursively; an image's id is its file stem, unique across every source. A source that is an
+ingested dataset (its manifest.parquet: files or shards, e.g. an archive ingested once as shards) gives
+its images under their ids, their labels, if any, left out.
 
 The rule, on `content_sha256` (the sha256 of an image's decoded pixels: its size and upright RGB
 bytes, the digest ingest keeps for every image; the same pixels in another container give the same
@@ -15,13 +17,18 @@ an error, as is a pool id that names a labeled image with other pixels."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from sslmae.datasets.layouts.files import index_images
+from sslmae.datasets.load import MANIFEST, load_dataset
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RecordTable
 from sslmae.datasets.sources import materialize
 from sslmae.redact import redact
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # stored images are PNG or JPEG (sslmae.datasets.ingest)
+
 
 def origin(i: int) -> str:
     """The origin recorded for images of data.unlabeled[i]."""
@@ -52,6 +59,8 @@ def read_pool(sources: list[str], work: Path, problems: Problems, n_labels: int,
     tables = []
     for i, source in enumerate(sources):
         root = materialize(source, work, s3_endpoint)
+        if (root / MANIFEST).is_file():
+            root = _images_of_dataset(root, work)
         index = index_images(root, problems, recursive=True, root=root)
         if not index:
             raise DatasetError(f"{redact(source)}: unlabeled source (data.unlabeled[{i}]) holds no image")
@@ -61,6 +70,22 @@ def read_pool(sources: list[str], work: Path, problems: Problems, n_labels: int,
             table.append(image, rel, zeros)
         tables.append(table)
     return tables
+
+
+def _images_of_dataset(root: Path, work: Path) -> Path:
+    """An ingested dataset's images as a folder, each named by its id: its images/ folder, or the
+    images of its shards written out to a fresh folder of `work` (a pool on shards is read once)."""
+    data = load_dataset(root)
+    if data.shards is None:
+        return root / "images"
+    out = Path(tempfile.mkdtemp(prefix="pool-", dir=work))
+    index = data.shards
+    for i, image in enumerate(data.ids):
+        with open(root / index.names[index.shard[i]], "rb") as fh:
+            fh.seek(int(index.offset[i]))
+            blob = fh.read(int(index.size[i]))
+        (out / f"{image}{'.png' if blob[:8] == PNG_MAGIC else '.jpg'}").write_bytes(blob)
+    return out
 
 
 class PoolRule:

@@ -247,3 +247,18 @@ def test_training_takes_mu_pool_images_a_step_and_the_run_records_the_pool(tmp_p
     assert tags["sslmae.data.hidden"] == "0" and len(tags["sslmae.data.pool.sha256"]) == 64
     metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert (metrics["labeled_images"], metrics["pool_images"]) == (labeled, 30)  # the report's run summary shows them
+
+
+@pytest.mark.parametrize("fmt", ["files", "shards"])
+def test_an_ingested_dataset_is_a_pool_source(tmp_path, fmt):
+    """An archive ingested once (as files or shards) is a pool source: its images under their ids."""
+    labeled = labels_csv_dataset(tmp_path / "lab", n=6)
+    archive = labels_csv_dataset(tmp_path / "other", n=5)  # labels it has are not used
+    for i in range(5):
+        (archive / "images" / f"im{i}.png").unlink()
+        save(archive / "images" / f"x{i}.png", seed=500 + i)
+    (archive / "labels.csv").write_text((archive / "labels.csv").read_text().replace("\nim", "\nx"))
+    ingest(str(archive), tmp_path / "archive", format=fmt, shard_bytes=65536, log=quiet)
+    res = ingest(str(labeled), tmp_path / "out", unlabeled=[str(tmp_path / "archive")], log=quiet)
+    data = load_dataset(tmp_path / "out")
+    assert res.report["pool"]["n_images"] == 5 and sorted(np.asarray(data.ids)[~data.known]) == [f"x{i}" for i in range(5)]

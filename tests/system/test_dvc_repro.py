@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.support.datasets import rgb, save
 
 BIN = Path(sys.executable).parent
 
@@ -83,14 +84,21 @@ def test_pipeline_runs_on_a_real_dataset_by_changing_params_only(tmp_path):
 
     if not (UCM / "labels.csv").is_file():
         pytest.skip(f"{UCM} not present")
-    project = make_project(tmp_path, data={"source": str(UCM), "dir": "data/ucm", "unlabeled": []},
+    archive = tmp_path / "archive"  # a separate folder of tiles nobody labeled: the user's pool
+    for i in range(40):
+        save(archive / ("2025" if i % 2 else "2026") / f"tile{i:03d}.png", rgb(1000 + i, (64, 64)))
+    project = make_project(tmp_path, data={"source": str(UCM), "dir": "data/ucm", "unlabeled": [str(archive)]},
                            train={"epochs": 1, "batch_size": 64, "progress_bar": False, "accelerator": "cpu"},
                            grid={"trials": ["w0.5"]},
                            split={"fraction": 0.05})
     out = sh(["dvc", "repro"], project, timeout=900)
-    assert "layout: labels-csv (detected)" in out and "ingested 2100 images, 17 labels" in out
+    assert "layout: labels-csv (detected)" in out and "ingested 2100 images + 40 unlabeled (the pool), 17 labels" in out
     metrics = json.loads((project / "runs/eval/metrics.json").read_text())
     assert metrics["n_samples"] > 300 and metrics["n_labels_absent"] == 0
+    trained = json.loads((project / "runs/grid/w0.5/metrics.json").read_text())
+    assert trained["pool_images"] == 40 and trained["labeled_images"] > 0  # the pool was trained on
+    split = pd.read_csv(project / "data/split.csv")
+    assert set(split.loc[split["image"].str.startswith("tile"), "subset"]) == {"unlabeled"}
     # re-ingesting an ingested folder is an identity: tests/integration/test_ingest.py, on synthetic data
 
 

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from sslmae.config import load_config
-from sslmae.datasets.ingest import MANIFEST_COLUMNS, ingest
+from sslmae.datasets.ingest import MANIFEST_COLUMNS, POOL_COLUMNS, ingest
 from sslmae.datasets.load import MANIFEST, load_dataset
-from sslmae.datasets.synth import write_synthetic
-from sslmae.split import SUBSETS, read_split, split_dataset
+from sslmae.datasets.synth import POOL, write_synthetic
+from sslmae.split import PAPER_FRACTION, SUBSETS, read_split, split_dataset
 from tests.conftest import REPO, UCM
 
 PARAMS = load_config(REPO / "params.yaml")
@@ -35,6 +35,13 @@ def _quiet(*args, **kw):
     pass
 
 
+def _fraction(asked: float | None, root: Path) -> float:
+    """The labeled fraction a split made with `asked` used (null: 1 with a pool, else the paper's)."""
+    if asked is not None:
+        return asked
+    return 1.0 if load_dataset(root).known is not None else PAPER_FRACTION
+
+
 @pytest.fixture(scope="module", params=["synthetic", "ucm_mlc", "project"])
 def dataset(request, tmp_path_factory) -> tuple[Path, Path, float]:
     """(ingested dataset folder, split table, labeled fraction asked for)."""
@@ -42,27 +49,35 @@ def dataset(request, tmp_path_factory) -> tuple[Path, Path, float]:
         root, split = REPO / PARAMS.data.dir, REPO / PARAMS.data.split_file
         if not ((root / MANIFEST).is_file() and split.is_file()):
             pytest.skip(f"no ingested {PARAMS.data.dir} and {PARAMS.data.split_file} here (run `make run` first)")
-        return root, split, PARAMS.split.fraction
+        return root, split, _fraction(PARAMS.split.fraction, root)
     work = tmp_path_factory.mktemp(request.param)
-    if request.param == "synthetic":
-        source = write_synthetic(work / "synth", n=PARAMS.synth.n, size=PARAMS.synth.size, seed=PARAMS.synth.seed)
-        fraction = PARAMS.split.fraction
+    pool = []
+    if request.param == "synthetic":  # the embedded dataset, its pool included, as make run makes it
+        source = write_synthetic(work / "synth", n=PARAMS.synth.n, size=PARAMS.synth.size, seed=PARAMS.synth.seed,
+                                 unlabeled=PARAMS.synth.unlabeled)
+        fraction, pool = PARAMS.split.fraction, [str(source / POOL)]
     else:
         if not (UCM / "labels.csv").is_file():
             pytest.skip(f"{UCM} not present")
         source, fraction = UCM, 0.05
-    root = ingest(str(source), work / "dataset", log=_quiet).out
+    root = ingest(str(source), work / "dataset", unlabeled=pool, log=_quiet).out
     split = split_dataset(root, work / "split.csv", fraction=fraction, val=PARAMS.split.val, test=PARAMS.split.test,
                           seed=PARAMS.split.seed)
     assert split is not None
-    return root, work / "split.csv", fraction
+    return root, work / "split.csv", _fraction(fraction, root)
 
 
 def test_the_manifest_has_the_schema_ingest_writes(dataset):
     root, _, _ = dataset
     table = pq.read_table(root / MANIFEST)
-    assert table.schema.remove_metadata() == pa.schema(MANIFEST_COLUMNS)
+    pooled = "labeled" in table.schema.names  # a dataset with an unlabeled pool
+    assert table.schema.remove_metadata() == pa.schema({**MANIFEST_COLUMNS, **(POOL_COLUMNS if pooled else {})})
     frame = table.to_pandas()
+    if pooled:
+        pool = frame[~frame["labeled"]]
+        assert len(pool) and all(not any(v) for v in pool["labels"]) and pool["split"].isna().all()
+        assert pool["origin"].str.fullmatch(r"source|unlabeled/\d+").all()
+        assert frame.loc[frame["labeled"], "origin"].eq("source").all()
     assert len(frame) > 0 and frame["image"].is_unique and frame["path"].is_unique
     assert frame["sha256"].str.match(SHA256).all() and frame["content_sha256"].str.match(SHA256).all()
     assert frame["split"].isna().all() or frame["split"].isin(["train", "val", "test"]).all()
@@ -99,6 +114,8 @@ def test_the_split_is_disjoint_covering_and_labels_every_label(dataset):
     assert list(table.columns) == ["image", "subset"] and table["image"].is_unique
     assert set(table["subset"]) <= set(SUBSETS)
     subsets = read_split(split_file, data.ids)  # every image has exactly one subset
+    if data.known is not None:  # the pool is unlabeled, never val or test
+        assert set(subsets[~data.known]) == {"unlabeled"}
     train = np.isin(subsets, ("labeled", "unlabeled"))
     labeled = subsets == "labeled"
     in_train = data.labels[train].sum(0) > 0
@@ -116,12 +133,15 @@ def test_identical_images_never_straddle_subsets(dataset):
 
 def test_the_shares_are_what_params_ask(dataset):
     root, split_file, fraction = dataset
-    subsets = read_split(split_file, load_dataset(root).ids)
+    data = load_dataset(root)
+    subsets = read_split(split_file, data.ids)
+    if data.known is not None:  # the shares are of the labeled images; the pool is apart
+        subsets = subsets[data.known]
     n = len(subsets)
     if pq.read_table(root / MANIFEST).column("split").null_count == n:  # no predefined split
         for name, share in (("val", PARAMS.split.val), ("test", PARAMS.split.test)):
             assert abs((subsets == name).mean() - share) <= 0.03 + 2 / n, name
     train = np.isin(subsets, ("labeled", "unlabeled")).sum()
-    labels = load_dataset(root).labels.shape[1]
+    labels = data.labels.shape[1]
     # stratified to the fraction, topped up so that every label has a labeled example
     assert fraction * train - 2 <= (subsets == "labeled").sum() <= fraction * train + labels + 2

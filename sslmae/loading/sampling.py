@@ -83,6 +83,12 @@ def _batch_count(n: int, batch_size: int, world_size: int, drop_last: bool) -> i
     return math.ceil(count / world_size) * world_size
 
 
+def labeled_rows(rows: int, ratio: int | None) -> int:
+    """How many of a batch's `rows` are labeled: a PairedBatchSampler batch with this `ratio` holds
+    ceil(rows / (ratio + 1)) (u unlabeled and ceil(u / ratio) labeled); ratio None: a labeled-only batch."""
+    return rows if ratio is None else math.ceil(rows / (ratio + 1))
+
+
 class PairedBatchSampler(_EpochSampler):
     """Yields [u_1..u_(mu B), l_1..l_B]: mu x B unlabeled (without replacement) + B labeled (with);
     an epoch's last batch, when smaller, keeps the ratio (ceil(u / mu) labeled).

@@ -15,8 +15,10 @@ import pandas as pd
 import torch
 
 from sslmae.atomic import atomic_file
+from sslmae.loading.sampling import labeled_rows
 
-FIRST_COLUMNS = ("epoch", "train_loss", "train_l_rec", "train_l_cls", "w", "lr", "train_images")
+FIRST_COLUMNS = ("epoch", "train_loss", "train_l_rec", "train_l_cls", "w", "lr", "train_images",
+                 "train_labeled_images", "train_unlabeled_images")
 
 
 def _number(value) -> float:
@@ -28,6 +30,7 @@ class EpochHistory(L.Callback):
         self.rows: list[dict] = []
         self._val: dict | None = None
         self._images = 0
+        self._labeled = 0  # of _images: the rest are unlabeled (the pool, or labels the split hides)
         self._clock: float | None = None
 
     @property
@@ -35,18 +38,22 @@ class EpochHistory(L.Callback):
         return "EpochHistory"
 
     def state_dict(self) -> dict:
-        return {"rows": self.rows, "images": self._images}  # images so far: a mid-epoch checkpoint
+        return {"rows": self.rows, "images": self._images, "labeled": self._labeled}  # so far: a mid-epoch checkpoint
 
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state["rows"])
         self._images = int(state.get("images", 0))
+        self._labeled = int(state.get("labeled", self._images))
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._clock = time.perf_counter()
         self._first = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._images += len(batch[1])  # a host-side count: no device sync
+        rows = len(batch[1])  # host-side counts: no device sync
+        self._images += rows
+        dm = trainer.datamodule
+        self._labeled += labeled_rows(rows, dm.unlabeled_ratio if getattr(dm, "unlabeled", False) else None)
         if getattr(self, "_first", False) and trainer.is_global_zero:  # how long the data took to arrive
             self._first = False
             print(f"train: first step done {time.perf_counter() - self._clock:.1f} s after the start of fit",
@@ -58,18 +65,19 @@ class EpochHistory(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         now = time.perf_counter()
-        images = self._images
+        images, labeled = self._images, self._labeled
         if trainer.world_size > 1:  # ranks take equally many batches, not equally many images
-            images = int(trainer.strategy.reduce(torch.tensor(float(images), device=pl_module.device),
-                                                 reduce_op="sum").item())
+            both = trainer.strategy.reduce(torch.tensor([float(images), float(labeled)], device=pl_module.device),
+                                           reduce_op="sum")
+            images, labeled = (int(v) for v in both.tolist())
         row = {"epoch": trainer.current_epoch, "lr": trainer.optimizers[0].param_groups[0]["lr"],
-               "train_images": images,
+               "train_images": images, "train_labeled_images": labeled, "train_unlabeled_images": images - labeled,
                # since the previous epoch ended (its checkpoint included); the first: since fit start
                "epoch_seconds": round(now - (self._clock or now), 3),
                **pl_module.epoch_means(),
                "w": _number(pl_module.model.weight().detach())}
         row.update(self._val or {})  # this epoch's validation ran before its train epoch end
-        self._val, self._images, self._clock = None, 0, now
+        self._val, self._images, self._labeled, self._clock = None, 0, 0, now
         self.rows.append(row)
         finite = {k: float(v) for k, v in row.items() if k != "epoch" and math.isfinite(float(v))}
         for logger in trainer.loggers:

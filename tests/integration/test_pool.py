@@ -239,6 +239,7 @@ def test_training_takes_mu_pool_images_a_step_and_the_run_records_the_pool(tmp_p
     history = pd.read_csv(tmp_path / "train" / "history.csv")
     labeled = int((pd.read_csv(tmp_path / "split.csv")["subset"] == "labeled").sum())
     assert history["train_images"].iloc[0] == 30 + 8 + 7  # the pool once + B labeled, then ceil(14 / 2)
+    assert (history["train_labeled_images"].iloc[0], history["train_unlabeled_images"].iloc[0]) == (15, 30)
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("sslmae").experiment_id],
                                 filter_string="tags.`sslmae.kind` = 'train'")

@@ -200,3 +200,19 @@ def test_manifest_with_s3_image_uris(s3, tmp_path):
     assert res.n_images == 3 and res.label_names == ["x", "y"]
     report = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
     assert len(report["skipped"]) == 1 and "missing.png" in report["skipped"][0]["problem"]
+
+
+def test_an_unlabeled_archive_on_s3_is_a_pool_source(s3, tmp_path):
+    """data.unlabeled takes an s3:// prefix as data.source does: its images join the pool."""
+    from sslmae.datasets.load import load_dataset
+
+    client = s3.client()
+    for i in range(4):
+        p = save(tmp_path / "up" / f"a{i}.png", seed=700 + i)
+        client.put_object(Bucket=s3.bucket, Key=f"archive/2026/a{i}.png", Body=p.read_bytes())
+    src = labels_csv_dataset(tmp_path / "src")
+    res = ingest(str(src), tmp_path / "out", unlabeled=[f"s3://{s3.bucket}/archive"], s3_endpoint=s3.endpoint,
+                 log=quiet)
+    assert res.report["pool"]["by_origin"] == {"unlabeled/0": 4}
+    data = load_dataset(tmp_path / "out")
+    assert sorted(i for i, k in zip(data.ids, data.known) if not k) == ["a0", "a1", "a2", "a3"]

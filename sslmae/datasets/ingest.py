@@ -182,13 +182,13 @@ def ingest(
         raise DatasetError(f"{out}: only the shard format is written to S3 (--format shards)")
     # before any work: out may be replaced only if an earlier ingest made it, and never holds the source
     took = Stopwatch()
+    for pool_source in unlabeled:
+        check_belongs(source, pool_source)
     if not remote:
         claim_folder(out, "ingest", LEGACY)
         for src in (source, *unlabeled):
             if source_kind(src) not in ("s3", "url"):
                 check_apart(out, src, "ingest")
-    for pool_source in unlabeled:
-        check_belongs(source, pool_source)
     else:
         _claim_remote(str(out), remove=False)
     with work_dir("ingest") as work:

@@ -21,9 +21,11 @@ import tempfile
 from pathlib import Path
 
 from sslmae.datasets.layouts.files import index_images
+from sslmae.datasets.layouts.manifest import NAMES as MANIFEST_NAMES
 from sslmae.datasets.load import MANIFEST, load_dataset
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RecordTable
+from sslmae.datasets.shards import read_member
 from sslmae.datasets.sources import materialize
 from sslmae.redact import redact
 
@@ -35,7 +37,7 @@ def origin(i: int) -> str:
     return f"unlabeled/{i}"
 
 
-DATASET_FILES = ("labels.csv", "manifest.parquet", "manifest.csv")  # what marks a folder as a labeled dataset
+DATASET_FILES = ("labels.csv", *MANIFEST_NAMES)  # what marks a folder as a labeled dataset (the two table layouts)
 
 
 def check_belongs(source: str, pool: str, levels: int = 3) -> None:
@@ -81,9 +83,7 @@ def _images_of_dataset(root: Path, work: Path) -> Path:
     out = Path(tempfile.mkdtemp(prefix="pool-", dir=work))
     index = data.shards
     for i, image in enumerate(data.ids):
-        with open(root / index.names[index.shard[i]], "rb") as fh:
-            fh.seek(int(index.offset[i]))
-            blob = fh.read(int(index.size[i]))
+        blob = read_member(root / index.names[index.shard[i]], int(index.offset[i]), int(index.size[i]))
         (out / f"{image}{'.png' if blob[:8] == PNG_MAGIC else '.jpg'}").write_bytes(blob)
     return out
 

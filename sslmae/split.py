@@ -97,6 +97,11 @@ def pixel_groups(paths: list[Path]) -> np.ndarray:
     return out
 
 
+def in_pool(known: np.ndarray | None, n: int) -> np.ndarray:
+    """(n,) bool: which images are of the unlabeled pool; `known` None (a dataset without one): none."""
+    return np.zeros(n, dtype=bool) if known is None else ~np.asarray(known, dtype=bool)
+
+
 def make_split(
     y: np.ndarray,
     fraction: float | None,
@@ -120,7 +125,7 @@ def make_split(
     """
     y = np.asarray(y, dtype=bool)
     n = len(y)
-    pool = np.zeros(n, dtype=bool) if known is None else ~np.asarray(known, dtype=bool)
+    pool = in_pool(known, n)
     if fraction is None:
         fraction = 1.0 if pool.any() else PAPER_FRACTION
     if not 0 < fraction <= 1:
@@ -201,14 +206,14 @@ def split_dataset(
     predefined = data.predefined
     if predefined_file is not None:
         predefined = read_predefined(predefined_file, data.ids, data.known)
-    known = data.known if data.known is not None else np.ones(len(data.ids), dtype=bool)
-    if predefined is not None and any(p is None for p, k in zip(predefined, known) if k):
-        raise SplitError(f"{dataset_dir}: the predefined split leaves "
-                         f"{sum(p is None for p, k in zip(predefined, known) if k)} labeled image(s) without a subset")
+    pool = in_pool(data.known, len(data.ids))
+    unsplit = 0 if predefined is None else sum(p is None for p, q in zip(predefined, pool) if not q)
+    if unsplit:
+        raise SplitError(f"{dataset_dir}: the predefined split leaves {unsplit} labeled image(s) without a subset")
     groups = data.groups if data.groups is not None else pixel_groups(data.paths)
     keep = read_kept_sides(keep_file, data.ids) if keep_file is not None else None
     if keep is not None:
-        _check_labels_kept(keep, known, data.ids, keep_file)
+        _check_labels_kept(keep, pool, data.ids, keep_file)
     subsets = make_split(data.labels, fraction, val, test, seed, groups=groups, predefined=predefined, keep=keep,
                          known=data.known)
     table = pd.DataFrame({"image": data.ids, "subset": subsets})
@@ -249,22 +254,20 @@ def is_split_table(path: Path) -> bool:
 
 
 def read_predefined(path: str | Path, ids: list[str], known: np.ndarray | None = None) -> np.ndarray:
-    """(N,) train/val/test from a CSV `image,split`, aligned to `ids`; every id whose labels are
-    known (`known`, default all) must be present (a pool image's is None: it is always unlabeled)."""
+    """(N,) train/val/test from a CSV `image,split`, aligned to `ids`: each labeled id's; a pool image's None."""
     table = pd.read_csv(path, dtype=str)
     if list(table.columns[:2]) != ["image", "split"]:
         raise SplitError(f"{path}: header must be 'image,split'")
     mapping = dict(zip(table["image"], table["split"]))
-    known = np.ones(len(ids), dtype=bool) if known is None else known
-    missing = [i for i, k in zip(ids, known) if k and i not in mapping]
+    missing = [i for i, q in zip(ids, in_pool(known, len(ids))) if not q and i not in mapping]
     if missing:
         raise SplitError(f"{path}: no split for {len(missing)} image(s), e.g. {missing[:3]}")
     return np.asarray([mapping.get(i) for i in ids], dtype=object)
 
 
-def _check_labels_kept(keep: np.ndarray, known: np.ndarray, ids: list[str], keep_file) -> None:
+def _check_labels_kept(keep: np.ndarray, pool: np.ndarray, ids: list[str], keep_file) -> None:
     """A val or test image of the earlier split must still have its labels: the pool never holds one."""
-    lost = [i for i, side, k in zip(ids, keep, known) if side in ("val", "test") and not k]
+    lost = [i for i, side, q in zip(ids, keep, pool) if side in ("val", "test") and q]
     if lost:
         raise SplitError(f"{keep_file}: {len(lost)} val/test image(s) of the frozen split have no labels now "
                          f"(e.g. {lost[0]!r}); give them their labels again, or start over (split.frozen false)")
@@ -313,18 +316,20 @@ def read_history(path: str | Path) -> pd.DataFrame | None:
 
 
 def scorable(subsets: np.ndarray, known: np.ndarray | None) -> np.ndarray:
-    """`subsets` with the pool's rows set apart as "pool" (no subset group names it): an image
-    without labels has nothing to be scored against."""
+    """`subsets` with the pool's rows set apart as "pool" (no subset group names it): nothing to score against."""
     return subsets if known is None else np.where(known, subsets, "pool").astype(object)
 
 
+def training_sides(subsets: np.ndarray, known: np.ndarray | None) -> dict[str, np.ndarray]:
+    """(N,) masks of what a run trains on: labeled images, images whose labels the split hides, the pool."""
+    pool = in_pool(known, len(subsets))
+    return {"labeled": subsets == "labeled", "hidden": (subsets == "unlabeled") & ~pool, "pool": pool}
+
+
 def composition(ids: list[str], subsets: np.ndarray, known: np.ndarray | None) -> dict[str, str]:
-    """What a run trains on, as MLflow tags: how many labeled images, images with hidden labels
-    (split.fraction < 1) and pool images, each side with the sha256 of its sorted ids."""
-    pool = np.zeros(len(ids), dtype=bool) if known is None else ~np.asarray(known, dtype=bool)
-    sides = {"labeled": subsets == "labeled", "hidden": (subsets == "unlabeled") & ~pool, "pool": pool}
+    """MLflow tags: the size of each of the `training_sides`, and the sha256 of the side's sorted ids."""
     tags = {}
-    for side, rows in sides.items():
+    for side, rows in training_sides(subsets, known).items():
         chosen = sorted(ids[i] for i in np.flatnonzero(rows))
         tags[f"sslmae.data.{side}"] = str(len(chosen))
         tags[f"sslmae.data.{side}.sha256"] = hashlib.sha256("\n".join(chosen).encode()).hexdigest()

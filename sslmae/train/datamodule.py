@@ -32,7 +32,7 @@ from sslmae.loading.images import ImageTableDataset, ShardImageDataset
 from sslmae.loading.loaders import (ResumableLoader, check_task, eval_loader, image_cache, loader_options,
                                     shard_reader, subset_dataset)
 from sslmae.loading.sampling import LabeledBatchSampler, PairedBatchSampler
-from sslmae.split import composition, read_split
+from sslmae.split import composition, read_split, training_sides
 
 
 def streams(section: DataConfig, data: LabeledImages) -> bool:
@@ -93,10 +93,11 @@ class SSLDataModule(L.LightningDataModule):
     def sizes(self) -> dict[str, int]:
         """{labeled_images, hidden_label_images, pool_images} of the training sides where the data has an
         unlabeled pool (the run's metrics.json and report show them); {} where it has none."""
+        self.setup()
         if self.data.known is None:
             return {}
-        tags = self.composition()
-        return {f"{name}_images": int(tags[f"sslmae.data.{side}"])
+        sides = training_sides(self.subsets, self.data.known)
+        return {f"{name}_images": int(sides[side].sum())
                 for name, side in (("labeled", "labeled"), ("hidden_label", "hidden"), ("pool", "pool"))}
 
     @property

@@ -102,7 +102,7 @@ def train(cfg: Config) -> TrainResult:
             out.mkdir(parents=True, exist_ok=True)
             write_marker(out, "train")
             log_train_start(logger, params, cfg.data.dir, out, resumed=ckpt is not None,
-                            composition=datamodule.composition())
+                            composition=datamodule.composition() if logger is not None else None)
             log_pretrained(logger, pretrained)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)

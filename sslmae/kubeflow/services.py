@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+MAX_VOLUMES = 1000  # weed mini's volume count: one per bucket at least (see s3_server)
+
 
 def _stop(proc: subprocess.Popen, timeout_s: float = 15) -> None:
     if proc.poll() is not None:
@@ -197,7 +199,11 @@ def s3_server(folder: str | Path, access_key: str, secret_key: str, log=print, r
              "-s3.port.iceberg=0", "-s3.port.lance=0", f"-master.port={master}", "-master.telemetry=false",
              f"-volume.port={volume}", f"-filer.port={filer}", f"-admin.port={admin}", "-admin.ui=false",
              # unix sockets default to /tmp/seaweedfs-*-<port>.sock
-             f"-s3.localSocket={folder / 's3.sock'}", f"-filer.localSocket={folder / 'filer.sock'}"]
+             f"-s3.localSocket={folder / 's3.sock'}", f"-filer.localSocket={folder / 'filer.sock'}",
+             # each bucket is a collection holding at least one volume of its own; left to weed, the
+             # volume count is free disk / volume size (25 on a 33 GB-free disk), so the 26th bucket's
+             # writes fail with InternalError. Volumes are sparse files: the count costs no disk.
+             f"-volume.max={MAX_VOLUMES}"]
     # weed mini takes its admin identity from these two variables (other keys get InvalidAccessKeyId)
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
     log_file = folder / "weed.log"

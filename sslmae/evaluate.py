@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sslmae.bands import check_same
 from sslmae.atomic import atomic_file, write_json
 from sslmae.config import Config
 from sslmae.config.schema import TrackingConfig
@@ -56,6 +57,7 @@ def evaluate(
     data = check_task(load_dataset(dataset_dir), cfg.data.task)
     if data.label_names != label_names:
         raise ValueError(f"{data.root}: labels {data.label_names} differ from the model's {label_names}")
+    check_same(data.bands, model.bands, str(data.root))
     subsets = scorable(read_split(split_file, data.ids), data.known)
     img_size = cfg.data.img_size  # what the model was trained on
     folder = str(cache_dir) if cache_dir is not None else None

@@ -26,7 +26,7 @@ def predict_scores(model: SSLMAE, loader, device: torch.device | None = None,
     model.to(device).eval()
     scores, targets = [], []
     for imgs, y, *_ in (progress(loader, desc) if desc else loader):
-        logits = model(normalize(imgs.to(device), model.pixel_mean, model.pixel_std))
+        logits = model(normalize(imgs.to(device), model.pixel_mean, model.pixel_std, model.pixel_range))
         scores.append(probabilities(logits.float(), model.task).cpu())
         targets.append(y)
     model.train(was_training)

@@ -23,7 +23,11 @@ from sslmae.config.schema import TrackingConfig
 from sslmae.datasets.load import MANIFEST, load_dataset
 from sslmae.datasets.store import Store
 from sslmae.datasets.s3 import _s3_client
+from sslmae.bands import Bands, check_same
+from sslmae.datasets.band_plan import model_bands
+from sslmae.datasets.ingest import DEFAULT_MAX_PIXELS as MAX_PIXELS
 from sslmae.loading.images import decode_rgb
+from sslmae.loading.pixels import pixels_for
 from sslmae.loading.loaders import shard_reader
 from sslmae.datasets.layouts.files import is_image_name
 from sslmae.datasets.sources import materialize
@@ -70,13 +74,16 @@ def _origin(input_source: str, rel: str) -> str:
 
 class _Images:
     """The images predict reads: names (what the output's image column says) and, per name, the
-    bytes or file to decode and where the user would find it (for error messages)."""
+    bytes or file to decode and where the user would find it (for error messages). bands: the
+    model's (None: 8-bit RGB); an ingested dataset must have them, a GeoTIFF must hold them."""
 
     def __init__(self, input_source: str, work: Path, s3_endpoint: str | None, cache_dir: str | None,
-                 cache_bytes: int):
-        self.source = input_source
-        if _is_dataset(input_source, s3_endpoint):
+                 cache_bytes: int, bands: Bands | None = None):
+        self.source, self.bands, self.pixels = input_source, bands, pixels_for(bands)
+        self.from_dataset = _is_dataset(input_source, s3_endpoint)
+        if self.from_dataset:
             data = load_dataset(input_source)
+            check_same(data.bands, bands, input_source)
             self.names = list(data.ids)
             reader = shard_reader(data, cache_dir or str(work / "shards"), cache_bytes)
             self._get = reader.image if reader is not None else (lambda i, paths=data.paths: paths[i])
@@ -91,16 +98,23 @@ class _Images:
             raise ValueError(f"{input_source}: no image files found")
 
     def decode(self, i: int, size: int) -> tuple[torch.Tensor, str | None]:
-        """(image (3, size, size) uint8, None), or (zeros, the reason) for an unreadable one."""
+        """(image (3, size, size) uint8, None), or (zeros, the reason) for an unreadable one; a model
+        with bands: (C, size, size) float32 of the source values."""
         data = None
         try:
             data = self._get(i)
-            return torch.from_numpy(decode_rgb(data, size)).permute(2, 0, 1).contiguous(), None
+            if self.bands is None:
+                return torch.from_numpy(decode_rgb(data, size)).permute(2, 0, 1).contiguous(), None
+            if self.from_dataset:
+                return self.pixels.tensor(self.pixels.decode(data, size)), None
+            return self.pixels.tensor(self.pixels.resize(model_bands(data, self.bands, MAX_PIXELS), size)), None
         except Exception as exc:  # unreadable: reported, not fatal
             origin, reason = self._where(i), str(exc)
             if isinstance(data, Path):
                 reason = reason.replace(str(data), origin)  # never a temporary path the user cannot open
-            return torch.zeros(3, size, size, dtype=torch.uint8), f"unreadable image {origin}: {reason}"
+            blank = torch.zeros(3, size, size, dtype=torch.uint8) if self.bands is None else \
+                torch.zeros(self.bands.count, size, size)
+            return blank, f"unreadable image {origin}: {reason}"
 
 
 def _is_dataset(source: str, s3_endpoint: str | None = None) -> bool:
@@ -137,7 +151,7 @@ def predict(model_uri: str, input_source: str, out: str | Path, thresholds: str 
     thresholds = parse_thresholds(thresholds)
     with work_dir("predict") as work:
         model, mcfg, labels, meta = load_model(resolve_model(model_uri, tracking, Path(work) / "model"))
-        images = _Images(input_source, Path(work), s3_endpoint, cache_dir, cache_bytes)
+        images = _Images(input_source, Path(work), s3_endpoint, cache_dir, cache_bytes, model.bands)
         scores, errors = _scores(model, images, mcfg.data.img_size, batch_size, log)
     thr, how = decision_thresholds(thresholds, meta, len(labels), mcfg.data.task)
     pred = DECISIONS[mcfg.data.task](scores, thr)  # per-class thresholds broadcast over rows

@@ -164,7 +164,7 @@ def odd_sizes_dir(tmp_path_factory):
 @pytest.fixture
 def decodes(monkeypatch):
     """Counts calls of the one decoding function (the cache builder looks it up per call)."""
-    from sslmae.loading import images
+    from sslmae.loading import pixels as images  # where the one RGB decoding rule lives
 
     calls = {"n": 0}
     real = images.decode_rgb

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sslmae.augment.color import gaussian_blur, jitter_with_factors, random_grayscale
+from sslmae.augment.color import band_jitter, gaussian_blur, jitter_with_factors, random_grayscale
 from sslmae.augment.streams import StreamAugment
 
 
@@ -68,8 +68,10 @@ def _jitter_range(value: float, center: float, lo: float) -> tuple[float, float]
 
 
 def color_ops(x: torch.Tensor, labeled: torch.Tensor, lab: StreamAugment, unl: StreamAugment,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Colour jitter, grayscale and blur, each with the row's stream probability and ranges."""
+              generator: torch.Generator | None = None, rgb: bool = True) -> torch.Tensor:
+    """Colour jitter, grayscale and blur, each with the row's stream probability and ranges. Images
+    that are not RGB (rgb False: a dataset's bands, whatever their count): brightness and contrast per band, no saturation, hue
+    or grayscale (`band_jitter`), blur as for RGB; the random draws are the same."""
     n = x.shape[0]
     if lab.jitter_p > 0 or unl.jitter_p > 0:
         factors = []
@@ -77,8 +79,8 @@ def color_ops(x: torch.Tensor, labeled: torch.Tensor, lab: StreamAugment, unl: S
             (llo, lhi), (ulo, uhi) = _jitter_range(lab.jitter[i], center, lo), _jitter_range(unl.jitter[i], center, lo)
             factors.append(_uniform(_per_row(labeled, llo, ulo), _per_row(labeled, lhi, uhi), generator))
         apply = torch.rand(n, device=x.device, generator=generator) < _per_row(labeled, lab.jitter_p, unl.jitter_p)
-        x = jitter_with_factors(x, *factors, apply=apply)
-    if lab.grayscale_p > 0 or unl.grayscale_p > 0:
+        x = jitter_with_factors(x, *factors, apply=apply) if rgb else band_jitter(x, *factors[:2], apply=apply)
+    if rgb and (lab.grayscale_p > 0 or unl.grayscale_p > 0):
         x = random_grayscale(x, _per_row(labeled, lab.grayscale_p, unl.grayscale_p), generator)
     if lab.blur_p > 0 or unl.blur_p > 0:
         kernel = max(k for k, p in ((lab.blur_kernel, lab.blur_p), (unl.blur_kernel, unl.blur_p)) if p > 0)
@@ -89,6 +91,7 @@ def color_ops(x: torch.Tensor, labeled: torch.Tensor, lab: StreamAugment, unl: S
 
 
 def augment_batch(x: torch.Tensor, labeled: torch.Tensor, lab: StreamAugment, unl: StreamAugment,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """x: (N, 3, H, W) float in [0, 1], labeled: (N,) bool -> augmented, same shape, in [0, 1]."""
-    return color_ops(crop_and_flip(x, labeled, lab, unl, generator), labeled, lab, unl, generator)
+                  generator: torch.Generator | None = None, rgb: bool = True) -> torch.Tensor:
+    """x: (N, C, H, W) float in [0, 1] (rgb: C = 3 RGB; else a dataset's bands), labeled: (N,) bool ->
+    augmented, same shape, in [0, 1]."""
+    return color_ops(crop_and_flip(x, labeled, lab, unl, generator), labeled, lab, unl, generator, rgb)

@@ -224,6 +224,22 @@ def jitter_with_factors(x: torch.Tensor, brightness: torch.Tensor | None, contra
     return torch.where(~apply.view(-1, 1, 1, 1), x, out, out=out)
 
 
+def band_jitter(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
+                apply: torch.Tensor) -> torch.Tensor:
+    """x: (N, C, H, W) in [0, 1], any band count: brightness (each band scaled by the factor) then
+    contrast (each band blended with its own mean: bands have no luma), factors (N,) or None; apply:
+    (N,) bool as in jitter_with_factors. Saturation, hue and grayscale are colour-space ops of RGB
+    and have no meaning for other bands."""
+    out = x.clone()
+    if brightness is not None:
+        _brightness_(out, brightness.to(x.dtype).view(-1, 1, 1, 1))
+    if contrast is not None:
+        f = contrast.to(x.dtype).view(-1, 1, 1, 1)
+        mean = out.mean(dim=(2, 3), keepdim=True)
+        out.mul_(f).add_(mean * (1.0 - f)).clamp_(0.0, 1.0)
+    return torch.where(~apply.view(-1, 1, 1, 1), x, out, out=out)
+
+
 def random_grayscale(x: torch.Tensor, p: float | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """x: (N, 3, H, W) -> same; each image, with probability p (a number or (N,)), becomes its
     luma on all three channels (torchvision's RandomGrayscale(p))."""

@@ -15,9 +15,9 @@ holds dvc.yaml to them).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
 from sslmae.augment.streams import AUTHORS_LABELED, AUTHORS_UNLABELED, StreamAugment
 from sslmae.datasets.layouts import LAYOUTS
@@ -71,6 +71,7 @@ class SynthConfig(Section):
     unlabeled: Int = Field(600, ge=0)  # scenes without labels, in <out>/unlabeled/: the pool (0: none)
     size: Int = Field(64, ge=16, le=4096)
     seed: Int = 0
+    bands: Literal[3, 12] = 3  # 3: RGB PNG scenes; 12: Sentinel-2-like 16-bit GeoTIFFs (two infrared-only labels)
 
 
 class DataConfig(Section):
@@ -84,6 +85,9 @@ class DataConfig(Section):
     # or pool (that image joins the unlabeled pool)
     unlabeled_rows: Literal["error", "pool"] = "error"
     layout: one_of(["auto", *LAYOUTS]) = "auto"
+    # the bands the model sees (sslmae.datasets.band_plan): auto follows the data (8-bit RGB sources:
+    # rgb; other GeoTIFFs: all), rgb, all, or a list of band names / 1-based indices in model order
+    bands: Union[Literal["auto", "rgb", "all"], Annotated[list[Union[StrictInt, str]], Field(min_length=1)]] = "auto"
     on_bad: one_of(ON_BAD) = "error"
     format: Literal["files", "shards"] = "files"  # what ingest writes: images/ files, or tar shards (scale)
     shard_bytes: Int = Field(64 * 2**20, ge=2**16)  # shards: about this many bytes each

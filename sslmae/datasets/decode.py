@@ -10,7 +10,7 @@
 | palette (P) | expanded to RGB, noted |
 | CMYK, YCbCr, LAB, HSV | converted to RGB, noted |
 | 16-bit / 32-bit (I;16, I, F) | to 8 bits: a fixed scale when the layout gives one (bigearthnet), else a per-image 2-98 % percentile stretch; noted |
-| multi-band files PIL cannot read (e.g. 13-band TIFF) | bad item: give an RGB rendering or use the bigearthnet layout |
+| multi-band files PIL cannot read (e.g. 13-band TIFF) | read by sslmae.datasets.raster when the dataset has bands (data.bands); else a bad item |
 | EXIF orientation | applied (pixels turned upright), noted |
 | band files (bigearthnet) | each single-channel, same size; stacked R, G, B |
 """
@@ -42,10 +42,11 @@ class ImageProblem(Exception):
 
 @dataclass
 class Decoded:
-    """rgb: (H, W, 3) uint8; width/height/bands/mode: of the source; notes: conversions applied;
-    passthrough: the source file can be kept byte for byte (an upright RGB JPEG or PNG)."""
+    """rgb: (H, W, 3) uint8, or None where `array` holds the pixels: (C, H, W) at the source dtype
+    (a dataset with bands, sslmae.bands); width/height/bands/mode: of the source; notes: conversions
+    applied; passthrough: the source file can be kept byte for byte (an upright RGB JPEG or PNG)."""
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     width: int
     height: int
     bands: int
@@ -53,10 +54,15 @@ class Decoded:
     format: str
     notes: list[str] = field(default_factory=list)
     passthrough: bool = False
+    array: np.ndarray | None = None
 
     @property
     def content_sha256(self) -> str:
         """Hash of the decoded pixels: equal for identical images in different files/formats."""
+        if self.array is not None:
+            c, h, w = self.array.shape
+            head = f"{w}x{h}x{c}:{self.array.dtype.str}:".encode()
+            return hashlib.sha256(head + np.ascontiguousarray(self.array).tobytes()).hexdigest()
         h, w, _ = self.rgb.shape
         return hashlib.sha256(f"{w}x{h}:".encode() + self.rgb.tobytes()).hexdigest()
 
@@ -84,7 +90,7 @@ def _open(path: Path, max_pixels: int, min_side: int) -> Image.Image:
         raise ImageProblem(f"too large to decode safely: {exc}", "too_large") from None
     except UnidentifiedImageError:
         raise ImageProblem("not an image PIL can read (unknown format, or a multi-band file: "
-                           "give an RGB rendering or use the bigearthnet layout)", "not_image") from None
+                           "set data.bands=all to read its bands)", "not_image") from None
     except OSError as exc:
         raise ImageProblem(f"cannot open: {exc}", "not_image") from None
     w, h = im.size
@@ -157,6 +163,13 @@ def decode(files: tuple[Path, ...], max_pixels: int, min_side: int, fixed_max: f
     if len(files) == 1:
         return decode_file(files[0], max_pixels, min_side, fixed_max)
     return decode_bands(files, max_pixels, min_side, fixed_max)
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """(C, H, W) at its dtype -> .npy bytes: lossless, read back without a decoder."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

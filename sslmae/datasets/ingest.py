@@ -4,6 +4,9 @@ Two formats (`data.format`), one manifest:
 
     files   OUT/images/<id>.jpg|png   upright 8-bit RGB, native size (an upright RGB JPEG or PNG
                                       is kept byte for byte; everything else is re-encoded as PNG)
+            OUT/images/<id>.npy       a dataset with bands (data.bands, sslmae.datasets.band_plan):
+                                      (C, H, W) at the source dtype, lossless; the manifest's
+                                      metadata records the bands (sslmae.bands.Bands)
     shards  OUT/shards/shard-*.tar    the same stored bytes in WebDataset tar shards of about
                                       `shard_bytes` each (sslmae.datasets.shards), OUT local or
                                       s3://bucket/prefix (each shard uploaded as it closes)
@@ -33,7 +36,8 @@ import numpy as np
 
 from sslmae.atomic import atomic_dir
 from sslmae.datasets.catalog import match_catalog
-from sslmae.datasets.decode import Decoded, ImageProblem, decode, encode_png
+from sslmae.datasets.band_plan import BandPlan, plan_bands
+from sslmae.datasets.decode import Decoded, ImageProblem, decode, encode_npy, encode_png
 from sslmae.datasets.layouts import LAYOUTS, detect_layout
 from sslmae.datasets.problems import DatasetError, Problems
 from sslmae.datasets.records import RawDataset, Record
@@ -62,10 +66,14 @@ class IngestResult:
     report: dict
 
 
-def _decoded(records, band_max: float | None, max_pixels: int, min_side: int, workers: int):
-    """(record, Decoded | ImageProblem) in record order, at most 4 x workers decoded at once."""
+def _decoded(records, band_max: float | None, max_pixels: int, min_side: int, workers: int,
+             plan: BandPlan | None = None):
+    """(record, Decoded | ImageProblem) in record order, at most 4 x workers decoded at once; with a
+    band plan, each image's bands at native radiometry."""
     def one(rec: Record):
         try:
+            if plan is not None:
+                return plan.decode(rec.files, max_pixels, min_side)
             return decode(rec.files, max_pixels, min_side, band_max if rec.known else None)
         except ImageProblem as exc:
             return exc
@@ -84,6 +92,8 @@ def _decoded(records, band_max: float | None, max_pixels: int, min_side: int, wo
 
 def _stored(rec: Record, img: Decoded) -> tuple[str, bytes]:
     """(extension, bytes) kept for an image."""
+    if img.array is not None:
+        return "npy", encode_npy(img.array)
     if img.passthrough:
         return ("jpg" if img.format == "JPEG" else "png"), rec.files[0].read_bytes()
     return "png", encode_png(img.rgb)
@@ -131,10 +141,13 @@ class _Tally:
             problems.warn(n, "label never positive in the ingested images", "never_positive")
 
 
-def _metadata(raw: RawDataset, catalog: str | None = None) -> dict[bytes, bytes]:
+def _metadata(raw: RawDataset, catalog: str | None = None, plan: BandPlan | None = None) -> dict[bytes, bytes]:
     """The manifest's key-value metadata. The shard format writes it before the rows, so it has no
-    catalog (that needs the count: the report names it) and says its format."""
+    catalog (that needs the count: the report names it) and says its format. A dataset with bands
+    records them (sslmae.bands); an RGB one's metadata is as before."""
     meta = {"sslmae.label_names": json.dumps(raw.label_names), "sslmae.task": raw.task, "sslmae.layout": raw.layout}
+    if plan is not None:
+        meta["sslmae.bands"] = plan.bands.to_json()
     meta.update({"sslmae.catalog": catalog or ""} if catalog is not None else {"sslmae.format": "shards"})
     return {k.encode(): v.encode() for k, v in meta.items()}
 
@@ -168,6 +181,7 @@ def ingest(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     unlabeled: list[str] | tuple[str, ...] = (),
     unlabeled_rows: str = "error",
+    bands: str | list = "auto",
     log=print,
 ) -> IngestResult:
     """Ingest SOURCE (folder, archive or s3://bucket/prefix), and the unlabeled sources beside it
@@ -203,10 +217,14 @@ def ingest(
             problems.warn(source, "data.unlabeled_rows is pool, but no row lacks labels", "no_unlabeled_rows")
             log(f"note: data.unlabeled_rows is pool, but no row of {source} lacks labels")
         pool = read_pool(list(unlabeled), Path(work), problems, len(raw.label_names), s3_endpoint)
+        first = next(iter(raw.records), None)
+        plan = plan_bands(bands, first.files[0] if first else None, len(first.files) if first else 1)
+        if plan is not None:
+            log(f"bands: {', '.join(plan.bands.names)} ({plan.bands.dtype}, data.bands={plan.bands.rule})")
         target = _claim_remote(str(out)) if remote else None
         with (atomic_dir(out, "ingest", LEGACY) if not remote else _staging(Path(work))) as tmp:
             report = _write(source, raw, pool, tmp, problems, chosen, on_bad, format, shard_bytes, target,
-                            (max_pixels, min_side, workers))
+                            (max_pixels, min_side, workers), plan)
             if remote:
                 _publish_remote(tmp, target)
     for item in problems.items:
@@ -244,21 +262,22 @@ def _image_of(parts: list) -> Callable[[int], str]:
 
 
 def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Problems, chosen: str, on_bad: str,
-           fmt: str, shard_bytes: int, remote: Store | None, decoding: tuple[int, int, int]) -> dict:
+           fmt: str, shard_bytes: int, remote: Store | None, decoding: tuple[int, int, int],
+           plan: BandPlan | None = None) -> dict:
     """Every image of `raw`, then of each `pool` table (its rows kept by the pool rule), into `tmp` in
-    format `fmt`; the report, also written there."""
+    format `fmt` (with `plan`: the chosen bands of each); the report, also written there."""
     labeled, label_less = _by_knowledge(raw.records)
     pooled = bool(pool) or bool(label_less)
     columns = {**MANIFEST_COLUMNS, **POOL_COLUMNS} if pooled else MANIFEST_COLUMNS
-    writer = FolderWriter(tmp, columns) if fmt == "files" else ShardWriter(tmp, shard_bytes, remote, _metadata(raw),
-                                                                             columns)
+    writer = FolderWriter(tmp, columns) if fmt == "files" else ShardWriter(tmp, shard_bytes, remote,
+                                                                             _metadata(raw, plan=plan), columns)
     parts = [p for p in (labeled, label_less, *pool) if len(p)]  # labeled rows first: the pool rule needs them
     tally = _Tally(raw.label_names, _image_of(parts))
     # without a pool, ingest keeps nothing per image beyond what it did
     rule = PoolRule(labeled.images if hasattr(labeled, "images") else [r.image for r in labeled]) if pooled else None
     by_origin = {table.origin: 0 for table in pool}
     try:
-        for index, (rec, img) in enumerate(progress(_chain_decoded(parts, raw.band_max, decoding), "ingest: decoding",
+        for index, (rec, img) in enumerate(progress(_chain_decoded(parts, raw.band_max, decoding, plan), "ingest: decoding",
                                                     total=sum(len(p) for p in parts))):
             if isinstance(img, ImageProblem):
                 problems.bad(", ".join(str(f) for f in rec.files), str(img), img.kind)
@@ -287,7 +306,7 @@ def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Proble
         tally.never_positive(raw.label_names, problems)
         identical = tally.identical(problems)
         catalog = match_catalog(raw.label_names, n_labeled)
-        writer.finish(_metadata(raw, catalog.name if catalog else ""))
+        writer.finish(_metadata(raw, catalog.name if catalog else "", plan))
     except BaseException:
         writer.abort()
         raise
@@ -298,6 +317,9 @@ def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Proble
               "skipped": problems.items, "warnings": problems.warnings, "identical": identical}
     if pooled:
         report["pool"] = rule.report(by_origin)
+    if plan is not None:
+        report["bands"] = {"names": list(plan.bands.names), "dtype": plan.bands.dtype, "rule": plan.bands.rule,
+                           "nodata": plan.bands.nodata, "source_bands": plan.source_count}
     if fmt == "files":
         report.pop("format")  # the folder format's report stays byte for byte what it was
     (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -312,10 +334,10 @@ def _by_knowledge(records) -> tuple:
     return [r for r in records if r.known], [r for r in records if not r.known]
 
 
-def _chain_decoded(parts: list, band_max: float | None, decoding: tuple[int, int, int]):
+def _chain_decoded(parts: list, band_max: float | None, decoding: tuple[int, int, int], plan: BandPlan | None):
     """_decoded over the records of every part in turn."""
     for part in parts:
-        yield from _decoded(part, band_max, *decoding)
+        yield from _decoded(part, band_max, *decoding, plan=plan)
 
 
 def _publish_remote(tmp: Path, store: Store) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sslmae.bands import Bands
 from sslmae.datasets.labels_csv import LabeledImages, read_labels_csv
 from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.records import ShardIndex
@@ -55,6 +56,7 @@ def read_manifest(root: Path | str, table_path: Path | None = None) -> LabeledIm
     predefined = split.to_numpy(zero_copy_only=False) if split.null_count < n else None
     common = dict(ids=table["image"].to_pylist(), label_names=names, labels=labels.reshape(n, len(names)),
                   task=meta.get("sslmae.task", "mlc"), groups=groups, predefined=predefined,
+                  bands=Bands.from_json(meta["sslmae.bands"]) if "sslmae.bands" in meta else None,
                   known=table["labeled"].to_numpy(zero_copy_only=False).astype(bool) if "labeled" in needed else None)
     if shards:
         index = _shard_index(str(root), table)

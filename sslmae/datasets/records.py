@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sslmae.bands import Bands
+
 
 SOURCE = "source"  # the origin of data.source's images (data.unlabeled[i]'s: sslmae.datasets.pool.origin)
 
@@ -96,7 +98,8 @@ class LabeledImages:
     labels: (N, C) uint8 0/1;  groups: (N,) ids shared by images with identical pixels, or None
     (not computed);  predefined: (N,) train/val/test from the source, or None;  shards: where the
     images lie in a shard dataset, else None;  known: (N,) bool, whether each image's labels are
-    known (False: the unlabeled pool, labels all 0), or None where every image's are.
+    known (False: the unlabeled pool, labels all 0), or None where every image's are;  bands: the
+    dataset's bands (sslmae.bands; its images are (C, H, W) .npy arrays), or None for 8-bit RGB.
     """
 
     root: Path | str
@@ -109,6 +112,7 @@ class LabeledImages:
     predefined: np.ndarray | None = None
     shards: ShardIndex | None = None
     known: np.ndarray | None = None
+    bands: Bands | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -196,29 +196,55 @@ POOL = "unlabeled"  # the folder of unlabeled scenes in the dataset folder
 POOL_FIRST = 10**9  # the pool's scene indices start here, far from the labeled scenes' 0..n-1
 
 
-def write_synthetic(out: str | Path, n: int = 600, size: int = 64, seed: int = 0, unlabeled: int = 0) -> Path:
+def _write_png(path: Path, seed: int, index: int, size: int) -> dict[str, int]:
+    img, labels = render(seed, index, size)
+    Image.fromarray(img).save(path.with_suffix(".png"), optimize=False)
+    return labels
+
+
+def _write_tif(path: Path, seed: int, index: int, size: int) -> dict[str, int]:
+    from sslmae.datasets import synth_bands  # late: rasterio only for the multispectral set
+
+    dn, labels = synth_bands.render_bands(seed, index, size)
+    synth_bands.write_tile(path.with_suffix(".tif"), dn, index)
+    return labels
+
+
+def _kind(bands: int) -> tuple[tuple[str, ...], Callable]:
+    """(label names, tile writer) of the set with `bands` bands: 3, RGB PNGs; 12, Sentinel-2-like GeoTIFFs."""
+    if bands == 3:
+        return LABELS, _write_png
+    if bands == 12:
+        from sslmae.datasets.synth_bands import HIDDEN  # late: see _write_tif
+
+        return LABELS + HIDDEN, _write_tif
+    raise ValueError(f"bands: 3 (RGB) or 12 (Sentinel-2-like), got {bands}")
+
+
+def write_synthetic(out: str | Path, n: int = 600, size: int = 64, seed: int = 0, unlabeled: int = 0,
+                    bands: int = 3) -> Path:
     """Write the synthetic dataset to `out` atomically (labels-csv layout) and, with `unlabeled`, that
-    many more scenes of the same world without labels in `out`/unlabeled/ (pool<i>.png: the pool an
-    unlabeled source names; the labels-csv layout reads only images/). Returns `out`."""
+    many more scenes of the same world without labels in `out`/unlabeled/ (pool<i>: the pool an
+    unlabeled source names; the labels-csv layout reads only images/). bands: 3, RGB PNG scenes;
+    12, the same scenes as Sentinel-2-like 16-bit GeoTIFFs with two labels only infrared bands show
+    (sslmae.datasets.synth_bands). Returns `out`."""
     if n < 1:
         raise ValueError(f"n: must be >= 1, got {n}")
     if size < 16:
         raise ValueError(f"size: must be >= 16 pixels, got {size}")
+    names, write = _kind(bands)
     out = Path(out)
     width = max(4, len(str(n - 1)))
     with atomic_dir(out, "synth") as tmp:
         (tmp / "images").mkdir()
         rows = []
         for i in range(n):
-            img, labels = render(seed, i, size)
             stem = f"scene{i:0{width}d}"
-            Image.fromarray(img).save(tmp / "images" / f"{stem}.png", optimize=False)
-            rows.append(",".join([stem] + [str(labels[k]) for k in LABELS]))
-        (tmp / "labels.csv").write_text("image," + ",".join(LABELS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+            labels = write(tmp / "images" / stem, seed, i, size)
+            rows.append(",".join([stem] + [str(labels[k]) for k in names]))
+        (tmp / "labels.csv").write_text("image," + ",".join(names) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
         if unlabeled:
             (tmp / POOL).mkdir()
             for i in range(unlabeled):  # scene indices of their own: other scenes, the same ones when n grows
-                img, _ = render(seed, POOL_FIRST + i, size)
-                Image.fromarray(img).save(tmp / POOL / f"pool{i:0{max(4, len(str(unlabeled - 1)))}d}.png",
-                                          optimize=False)
+                write(tmp / POOL / f"pool{i:0{max(4, len(str(unlabeled - 1)))}d}", seed, POOL_FIRST + i, size)
     return out

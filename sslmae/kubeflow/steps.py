@@ -113,7 +113,8 @@ def ingest_step(params: dict, source: str, out_dir: str, store: str = "", unlabe
     src, store = pick_source(source, cfg), check_store(store)
     pool = list(unlabeled or []) if source else cfg.data.unlabeled
     opts = {"layout": cfg.data.layout, "on_bad": cfg.data.on_bad, "format": cfg.data.format,
-            "shard_bytes": cfg.data.shard_bytes, "unlabeled": pool, "unlabeled_rows": cfg.data.unlabeled_rows}
+            "shard_bytes": cfg.data.shard_bytes, "unlabeled": pool, "unlabeled_rows": cfg.data.unlabeled_rows,
+            "bands": cfg.data.bands}
     if not store:
         res = ingest(src, out_dir, **opts)
         return {"n_images": res.n_images, "layout": res.layout, "labels": len(res.label_names), **_pool_size(res)}

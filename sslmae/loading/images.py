@@ -8,62 +8,25 @@ the CPU loaders cheap.
 
 from __future__ import annotations
 
-import io
 import mmap
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-
-def decode_rgb(source: Path | bytes, size: int) -> np.ndarray:
-    """Decode a file or its bytes to (size, size, 3) uint8 RGB, channels last (bilinear resize
-    when needed).
-
-    The one decoding rule: `load_image`, the cache builder and the shard datasets all call it, so
-    a cached row or a shard's image holds exactly the pixels `load_image` returns for the file."""
-    with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
-        return rgb_array(im, size)
-
-
-def rgb_array(im: Image.Image, size: int) -> np.ndarray:
-    """An opened image -> (size, size, 3) uint8 RGB: decode_rgb's rule, for callers that check
-    the header (size, format) before paying for the decode (the model server)."""
-    im = im.convert("RGB")
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    return np.array(im, dtype=np.uint8)  # a copy owned by numpy, not PIL's buffer
+from sslmae.loading.pixels import RGB, chw_view, decode_rgb, rgb_array  # noqa: F401 (the RGB rule, re-exported)
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """Decode `path` to (3, size, size) uint8 RGB (bilinear resize when needed)."""
-    return torch.from_numpy(decode_rgb(path, size)).permute(2, 0, 1).contiguous()
-
-
-# torch.from_numpy warns (once per process) that a read-only array gives a tensor it
-# cannot mark read-only. Cache rows are read-only on purpose (a shared memory map) and are
-# only ever copied (collate stacks them into a new batch), so that one warning is noise.
-_READONLY_WARNING_SEEN = False
-
-
-def _chw_view(hwc: np.ndarray) -> torch.Tensor:
-    """(S, S, 3) uint8 array -> (3, S, S) tensor view of the same memory (no copy)."""
-    global _READONLY_WARNING_SEEN
-    if _READONLY_WARNING_SEEN:
-        return torch.from_numpy(hwc).permute(2, 0, 1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        view = torch.from_numpy(hwc).permute(2, 0, 1)
-    _READONLY_WARNING_SEEN = True  # torch itself stays silent for the rest of the process
-    return view
+    return torch.from_numpy(RGB.decode(path, size)).permute(2, 0, 1).contiguous()
 
 
 class ImageTableDataset(Dataset):
-    """Item i: (image (3, S, S) uint8, target (C,) float32, labeled () bool).
+    """Item i: (image (3, S, S) uint8, target (C,) float32, labeled () bool); for a dataset with
+    bands (`pixels`, sslmae.loading.pixels), image (B, S, S) float32 at the source's values.
 
     `labeled[i]` False marks an image whose labels the model must not see (the unlabeled
     pool); its target is returned as zeros so no label information can leak.
@@ -73,7 +36,7 @@ class ImageTableDataset(Dataset):
     read-only memory map shared by all workers) and `rows` (N,) ints, item i is the
     read-only (3, S, S) view `cache[rows[i]]` permuted to channels first: the same pixels,
     no decoding, no copy until the DataLoader's collate stacks the batch. Do not write to
-    it; copy first.
+    it; copy first. A dataset with bands: a cache of (M, B, S, S) rows at the source dtype.
     """
 
     def __init__(
@@ -84,13 +47,14 @@ class ImageTableDataset(Dataset):
         img_size: int,
         cache: np.ndarray | None = None,
         rows: Sequence[int] | np.ndarray | None = None,
+        pixels=RGB,
     ):
         if not (len(paths) == len(labels) == len(labeled)):
             raise ValueError("paths, labels and labeled must have the same length")
         self.paths = list(paths)
         self.labeled = np.asarray(labeled, dtype=bool)
         self.targets = torch.as_tensor(np.asarray(labels, dtype=np.float32) * self.labeled[:, None])
-        self.img_size = img_size
+        self.img_size, self.pixels = img_size, pixels
         self.cache = cache
         self.rows = None
         if cache is not None:
@@ -99,8 +63,8 @@ class ImageTableDataset(Dataset):
             self.rows = np.asarray(rows, dtype=np.int64)
             if self.rows.shape != (len(self.paths),):
                 raise ValueError(f"rows: expected {len(self.paths)} row indices, got shape {self.rows.shape}")
-            if cache.dtype != np.uint8 or cache.shape[1:] != (img_size, img_size, 3):
-                raise ValueError(f"cache: expected (M, {img_size}, {img_size}, 3) uint8, "
+            if cache.dtype != pixels.dtype or cache.shape[1:] != pixels.shape(img_size):
+                raise ValueError(f"cache: expected (M, {', '.join(map(str, pixels.shape(img_size)))}) {pixels.dtype}, "
                                  f"got {tuple(cache.shape)} {cache.dtype}")
             if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(cache)):
                 raise ValueError(f"rows: indices must lie in [0, {len(cache)})")
@@ -112,9 +76,11 @@ class ImageTableDataset(Dataset):
 
     def __getitem__(self, i: int):
         if self.cache is not None:
-            img = _chw_view(self.cache[self.rows[i]])
-        else:
+            img = self.pixels.tensor(self.cache[self.rows[i]])
+        elif self.pixels is RGB:
             img = load_image(self.paths[i], self.img_size)
+        else:
+            img = self.pixels.tensor(self.pixels.decode(self.paths[i], self.img_size))
         return img, self.targets[i], torch.tensor(bool(self.labeled[i]))
 
     # A memory-mapped cache (as `open_cache` returns: a whole .npy file) travels to spawned
@@ -132,7 +98,7 @@ class ImageTableDataset(Dataset):
         if isinstance(cache, tuple) and cache and cache[0] == "npy-memmap":
             _, filename, mode, shape = cache
             arr = np.load(filename, mmap_mode=mode)
-            if arr.shape != shape or arr.dtype != np.uint8:
+            if arr.shape != shape or arr.dtype != state["pixels"].dtype:
                 raise ValueError(f"{filename}: cache changed since the dataset was made "
                                  f"(shape {arr.shape}, expected {shape})")
             state["cache"] = arr
@@ -142,14 +108,15 @@ class ImageTableDataset(Dataset):
 class ShardImageDataset(Dataset):
     """Item i: (image (3, S, S) uint8, target (C,) float32, labeled () bool) of manifest row
     `rows[i]` of a shard dataset, its bytes from `pack` when it holds the row, else from its shard
-    through `reader` (sslmae.loading.shard_reader), decoded by `decode_rgb`.
+    through `reader` (sslmae.loading.shard_reader), decoded by `pixels` (RGB: `decode_rgb`).
 
     `labeled[i]` False: the target is zeros, as in ImageTableDataset."""
 
-    def __init__(self, reader, rows: np.ndarray, labels: np.ndarray, labeled: np.ndarray, img_size: int, pack=None):
+    def __init__(self, reader, rows: np.ndarray, labels: np.ndarray, labeled: np.ndarray, img_size: int, pack=None,
+                 pixels=RGB):
         if not (len(rows) == len(labels) == len(labeled)):
             raise ValueError("rows, labels and labeled must have the same length")
-        self.reader, self.pack, self.img_size = reader, pack, img_size
+        self.reader, self.pack, self.img_size, self.pixels = reader, pack, img_size, pixels
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labeled = np.asarray(labeled, dtype=bool)
         self.targets = torch.as_tensor(np.asarray(labels, dtype=np.float32) * self.labeled[:, None])
@@ -160,5 +127,6 @@ class ShardImageDataset(Dataset):
     def __getitem__(self, i: int):
         row = int(self.rows[i])
         data = self.pack.image(row) if self.pack is not None and row in self.pack else self.reader.image(row)
-        img = torch.from_numpy(decode_rgb(data, self.img_size)).permute(2, 0, 1).contiguous()
+        img = self.pixels.decode(data, self.img_size)
+        img = torch.from_numpy(img).permute(2, 0, 1).contiguous() if self.pixels is RGB else self.pixels.tensor(img)
         return img, self.targets[i], torch.tensor(bool(self.labeled[i]))

@@ -13,6 +13,7 @@ from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.records import LabeledImages
 from sslmae.loading.cache import open_cache
 from sslmae.loading.images import ImageTableDataset, ShardImageDataset
+from sslmae.loading.pixels import pixels_for
 from sslmae.loading.shard_reader import ShardReader
 
 
@@ -25,11 +26,12 @@ def check_task(data: LabeledImages, task: str) -> LabeledImages:
 
 
 def image_cache(data: LabeledImages, img_size: int, cache_dir: str | None) -> np.ndarray | None:
-    """(N, S, S, 3) uint8 memory map of all of `data`'s images at `img_size` (built on first
-    use) in `cache_dir`, or None when `cache_dir` is None (data.cache off: decode per item)."""
+    """(N, S, S, 3) uint8 memory map of all of `data`'s images at `img_size` (a dataset with bands:
+    (N, C, S, S) at its dtype), built on first use in `cache_dir`, or None when `cache_dir` is None
+    (data.cache off: decode per item)."""
     if cache_dir is None:
         return None
-    return open_cache(cache_dir, data.paths, img_size, root=data.root)
+    return open_cache(cache_dir, data.paths, img_size, root=data.root, pixels=pixels_for(data.bands))
 
 
 def shard_reader(data: LabeledImages, cache_dir: str | None, max_bytes: int) -> ShardReader | None:
@@ -48,9 +50,10 @@ def subset_dataset(data: LabeledImages, subsets: np.ndarray, names: tuple[str, .
     local copy of some rows' bytes)."""
     rows = np.flatnonzero(np.isin(subsets, names))
     if data.shards is not None:
-        return ShardImageDataset(reader, rows, data.labels[rows], np.ones(len(rows), bool), img_size, pack)
+        return ShardImageDataset(reader, rows, data.labels[rows], np.ones(len(rows), bool), img_size, pack,
+                                 pixels=pixels_for(data.bands))
     return ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], np.ones(len(rows), bool), img_size,
-                             cache=cache, rows=rows if cache is not None else None)
+                             cache=cache, rows=rows if cache is not None else None, pixels=pixels_for(data.bands))
 
 
 def loader_options(num_workers: int) -> dict:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import timm
 import torch
+from timm.models import adapt_input_conv
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from sslmae.model.checkpoint_keys import encoder_state, read_state_dict
@@ -20,17 +21,18 @@ from sslmae.model.checkpoint_keys import encoder_state, read_state_dict
 Factory = Callable[..., VisionTransformer]
 
 
-def _custom(embed_dim: int, depth: int, num_heads: int, img_size: int, patch_size: int, drop_path: float):
+def _custom(embed_dim: int, depth: int, num_heads: int, img_size: int, patch_size: int, drop_path: float,
+            in_chans: int = 3):
     return VisionTransformer(
         img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-        num_heads=num_heads, mlp_ratio=4.0, num_classes=0, drop_path_rate=drop_path,
+        num_heads=num_heads, mlp_ratio=4.0, num_classes=0, drop_path_rate=drop_path, in_chans=in_chans,
     )
 
 
-def _timm(model_name: str, img_size: int, patch_size: int, drop_path: float):
+def _timm(model_name: str, img_size: int, patch_size: int, drop_path: float, in_chans: int = 3):
     return timm.create_model(
         model_name, pretrained=False, img_size=img_size, patch_size=patch_size,
-        num_classes=0, drop_path_rate=drop_path,
+        num_classes=0, drop_path_rate=drop_path, in_chans=in_chans,
     )
 
 
@@ -45,12 +47,14 @@ BACKBONES: dict[str, Factory] = {
 }
 
 
-def build_backbone(name: str, img_size: int, patch_size: int, drop_path: float = 0.0) -> VisionTransformer:
+def build_backbone(name: str, img_size: int, patch_size: int, drop_path: float = 0.0,
+                   in_chans: int = 3) -> VisionTransformer:
+    """in_chans: the image's channels (3 RGB; a dataset's band count)."""
     try:
         factory = BACKBONES[name]
     except KeyError:
         raise ValueError(f"model.backbone: unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
-    return factory(img_size=img_size, patch_size=patch_size, drop_path=drop_path)
+    return factory(img_size=img_size, patch_size=patch_size, drop_path=drop_path, in_chans=in_chans)
 
 
 def load_pretrained(encoder: VisionTransformer, path: str | Path, source: str | None = None) -> list[str]:
@@ -72,6 +76,10 @@ def load_pretrained(encoder: VisionTransformer, path: str | Path, source: str | 
         raise ValueError(f"model.pretrained: cannot read {shown}: {exc}") from None
     state = checkpoint_filter_fn(encoder_state(state), encoder)
     own = encoder.state_dict()
+    embed = "patch_embed.proj.weight"
+    if embed in state and embed in own and state[embed].shape[1] != own[embed].shape[1]:
+        # RGB weights for a C-band encoder: timm's rule (the kernel repeated over the bands, scaled by 3 / C)
+        state[embed] = adapt_input_conv(own[embed].shape[1], state[embed])
     usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     if not usable:
         raise ValueError(f"model.pretrained: {shown} holds no weights matching this encoder "

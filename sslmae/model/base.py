@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sslmae.augment.pixels import MEAN, STD
+from sslmae.bands import Bands
 from sslmae.model.masks import mask_to_pixels, random_patch_mask, visible_count
 from sslmae.model.backbone import build_backbone, load_pretrained
 from sslmae.model.weights_sources import fetch_weights
@@ -51,6 +52,7 @@ class SSLMAE(nn.Module):
         pretrained: str | None = None,
         pixel_mean: tuple[float, ...] | None = None,
         pixel_std: tuple[float, ...] | None = None,
+        bands: Bands | None = None,
     ):
         super().__init__()
         self.task, self.mode = task, MODES[mode]
@@ -59,12 +61,21 @@ class SSLMAE(nn.Module):
         self.rec_loss, self.rec_target, self.cls_loss = REC_LOSSES[rec_loss], REC_TARGETS[rec_target], CLS_LOSSES[task]
         # the authors mask the baseline's input too and pool its visible tokens
         self.masked = self.mode.reconstruct or baseline_mask
-        self.encoder = build_backbone(backbone, img_size, patch_size, drop_path)
+        # the dataset's bands (sslmae.bands), with their training statistics; None: 8-bit RGB
+        self.bands = bands
+        self.in_chans = bands.count if bands is not None else 3
+        self.encoder = build_backbone(backbone, img_size, patch_size, drop_path, self.in_chans)
         if pretrained:  # any source sslmae.model.weights_sources knows, from its cache when fetched before
             load_pretrained(self.encoder, fetch_weights(pretrained, backbone).path, pretrained)
-        # the statistics the encoder's input is normalised with (ImageNet's unless the weights had others)
-        self.pixel_mean = tuple(pixel_mean or MEAN)
-        self.pixel_std = tuple(pixel_std or STD)
+        # the statistics the encoder's input is normalised with: ImageNet's unless the weights had others;
+        # a dataset with bands: its own, of the stretched training pixels (sslmae.bands)
+        self.pixel_range = bands.unit_range() if bands is not None else None
+        default_mean, default_std = bands.unit_moments() if bands is not None else (MEAN, STD)
+        self.pixel_mean = tuple(pixel_mean or default_mean)
+        self.pixel_std = tuple(pixel_std or default_std)
+        if len(self.pixel_mean) != self.in_chans or len(self.pixel_std) != self.in_chans:
+            raise ValueError(f"model.pixel_mean / pixel_std: {len(self.pixel_mean)} / {len(self.pixel_std)} values "
+                             f"for {self.in_chans} bands {list(bands.names) if bands else ['red', 'green', 'blue']}")
         self.head = HEADS[head](self.embed_dim, num_classes)
         # the baseline has no reconstruction term, so its objective is L_cls alone (w = 1)
         self.weight = LossWeight(w if self.mode.reconstruct else 1.0, learn_w and self.mode.reconstruct)

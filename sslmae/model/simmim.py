@@ -15,7 +15,7 @@ class SimMIMSSLMAE(SSLMAE):
         super().__init__(num_classes, **kw)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.decoder = SimMIMDecoder(self.embed_dim, self.patch_size) if self.mode.reconstruct else None
+        self.decoder = SimMIMDecoder(self.embed_dim, self.patch_size, self.in_chans) if self.mode.reconstruct else None
 
     def encode_masked(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """imgs (N, 3, H, W), mask (N, L) bool -> tokens (N, L, D), masked positions fed the mask token."""

@@ -14,7 +14,8 @@ from sslmae.model.mae_decoder import MAEDecoder
 class VisibleOnlySSLMAE(SSLMAE):
     def __init__(self, num_classes: int, decoder_dim: int = 128, decoder_depth: int = 2, **kw):
         super().__init__(num_classes, **kw)
-        self.decoder = (MAEDecoder(self.embed_dim, self.num_patches, self.patch_size, decoder_dim, decoder_depth)
+        self.decoder = (MAEDecoder(self.embed_dim, self.num_patches, self.patch_size, decoder_dim, decoder_depth,
+                                   in_chans=self.in_chans)
                         if self.mode.reconstruct else None)
 
     @classmethod

@@ -28,7 +28,10 @@ from sslmae.config.schema import DataConfig
 from sslmae.datasets.load import load_dataset
 from sslmae.datasets.problems import DatasetError
 from sslmae.datasets.records import LabeledImages
+from sslmae.bands import Bands
+from sslmae.loading.band_stats import training_band_stats
 from sslmae.loading.images import ImageTableDataset, ShardImageDataset
+from sslmae.loading.pixels import pixels_for
 from sslmae.loading.loaders import (ResumableLoader, check_task, eval_loader, image_cache, loader_options,
                                     shard_reader, subset_dataset)
 from sslmae.loading.sampling import LabeledBatchSampler, PairedBatchSampler
@@ -64,6 +67,7 @@ class SSLDataModule(L.LightningDataModule):
         self.train_loader: ResumableLoader | None = None
         self._resume_at: dict | None = None  # the training loader's position from a checkpoint
         self._cache: np.ndarray | None = None
+        self._bands: Bands | None = None
 
     # the training loader's position travels in checkpoints (Lightning saves a data module's state)
     def state_dict(self) -> dict:
@@ -100,6 +104,17 @@ class SSLDataModule(L.LightningDataModule):
         return {f"{name}_images": int(sides[side].sum())
                 for name, side in (("labeled", "labeled"), ("hidden_label", "hidden"), ("pool", "pool"))}
 
+    def bands(self) -> Bands | None:
+        """The dataset's bands with the statistics of this run's training images (labeled, hidden-label
+        and pool sides), computed once (sslmae.loading.band_stats); None for 8-bit RGB data."""
+        self.setup()
+        if self.data.bands is None:
+            return None
+        if self._bands is None:
+            rows = np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled")))
+            self._bands = training_band_stats(self.data, rows, self.section.img_size, self.image_cache(), self.reader)
+        return self._bands
+
     @property
     def label_names(self) -> list[str]:
         self.setup()
@@ -134,10 +149,11 @@ class SSLDataModule(L.LightningDataModule):
     def _train_dataset(self, rows: np.ndarray, is_lab: np.ndarray):
         d, data = self.section, self.data
         if data.shards is not None:
-            return ShardImageDataset(self.reader, rows, data.labels[rows], is_lab, d.img_size, self._pack(("labeled",)))
+            return ShardImageDataset(self.reader, rows, data.labels[rows], is_lab, d.img_size, self._pack(("labeled",)),
+                                     pixels=pixels_for(data.bands))
         cache = self.image_cache()
         return ImageTableDataset([data.paths[i] for i in rows], data.labels[rows], is_lab, d.img_size,
-                                 cache=cache, rows=rows if cache is not None else None)
+                                 cache=cache, rows=rows if cache is not None else None, pixels=pixels_for(data.bands))
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from sslmae.atomic import atomic_file
+from sslmae.bands import Bands
 from sslmae.config import Config, ConfigError, from_saved, to_dict, updated
 from sslmae.model.base import SSLMAE
 from sslmae.model.variants import build_model
@@ -28,6 +29,8 @@ def save_model(path: str | Path, model: SSLMAE, cfg: Config, label_names: list[s
         "label_names": list(label_names),
         "meta": meta,
     }
+    if model.bands is not None:  # an RGB model's file is as before
+        payload["bands"] = model.bands.to_json()
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -71,7 +74,11 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[SSLMAE, Con
         raise CheckpointError(f"{path}: the model file's config is not valid: {exc}") from None
     # the weights are in the file: never reach for the original pretrained file again
     cfg = updated(cfg, {"model.pretrained": None})
-    model = build_model(cfg.model, cfg.loss, cfg.data.task, cfg.data.img_size, len(payload["label_names"]))
+    try:
+        bands = Bands.from_json(payload["bands"]) if "bands" in payload else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: the model file's bands are not readable ({exc})") from None
+    model = build_model(cfg.model, cfg.loss, cfg.data.task, cfg.data.img_size, len(payload["label_names"]), bands)
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:

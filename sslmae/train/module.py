@@ -59,9 +59,9 @@ class SSLMAEModule(L.LightningModule):
         """(uint8 imgs, targets, labeled) -> (normalised input, its [0, 1] pixels, targets, labeled);
         in training each row augmented as its stream says."""
         imgs, targets, labeled = batch
-        raw = to_unit(imgs)
+        raw = to_unit(imgs, self.model.pixel_range)
         if self.training:
-            raw = augment_batch(raw, labeled, *self.streams)
+            raw = augment_batch(raw, labeled, *self.streams, rgb=self.model.bands is None)
         return normalize(raw, self.model.pixel_mean, self.model.pixel_std), raw, targets, labeled
 
     # -- training -------------------------------------------------------------------

@@ -86,7 +86,8 @@ def train(cfg: Config) -> TrainResult:
     datamodule = SSLDataModule(cfg.data, t.batch_size, MODES[cfg.loss.mode].unlabeled, cfg.seed,
                                cfg.evaluate.batch_size, unlabeled_ratio=t.unlabeled_ratio)
     accelerator, _ = resolve_hardware(t.accelerator, t.precision)
-    model = build_model(cfg.model, cfg.loss, cfg.data.task, cfg.data.img_size, len(datamodule.label_names))
+    model = build_model(cfg.model, cfg.loss, cfg.data.task, cfg.data.img_size, len(datamodule.label_names),
+                        datamodule.bands())
     module = SSLMAEModule(model, t, cfg.augment, cfg.loss.w_lr, cfg.evaluate.threshold, params,
                           compiled=COMPILE[t.compile](accelerator))
     ckpt = resume_path(t.out_dir, t.resume, params)

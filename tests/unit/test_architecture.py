@@ -8,7 +8,7 @@ from tests.support.imports import REPO, imports, modules
 # lowest first; a module may import its own layer's units and the layers below, never above
 LAYERS = [
     ("sslmae.atomic", "sslmae.outputs", "sslmae.progress", "sslmae.metrics", "sslmae.hardware", "sslmae.knobs",
-     "sslmae.redact", "sslmae.seen", "sslmae.digest"),
+     "sslmae.redact", "sslmae.seen", "sslmae.digest", "sslmae.bands"),
     ("sslmae.datasets", "sslmae.loading", "sslmae.augment", "sslmae.report"),
     ("sslmae.split",),
     ("sslmae.model",),

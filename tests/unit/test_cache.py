@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from sslmae.config import load_config
 from sslmae.datasets.load import load_dataset
 from sslmae.loading import cache as cache_mod
-from sslmae.loading import images
+from sslmae.loading import pixels as images  # where the one RGB decoding rule lives
 from sslmae.loading.cache import cache_file, open_cache
 from sslmae.loading.images import ImageTableDataset, load_image
 from sslmae.loading.loaders import eval_loader, loader_options, subset_dataset

@@ -18,7 +18,7 @@ KNOBS = set(flatten(to_dict(Config())))
 # what reaches the trials through a tracked dependency rather than a param: the paths DVC hashes
 # (data.dir, data.split_file), ingest's knobs (they change data.dir), split's knobs (they change
 # the split file), and what other stages own (synth; evaluate.split: the evaluated subset)
-TRIAL_NEED_NOT_LIST = {"data.source", "data.unlabeled", "data.unlabeled_rows", "data.layout", "data.on_bad", "data.format", "data.shard_bytes", "data.dir",
+TRIAL_NEED_NOT_LIST = {"data.source", "data.unlabeled", "data.unlabeled_rows", "data.bands", "data.layout", "data.on_bad", "data.format", "data.shard_bytes", "data.dir",
                        "data.split_file", "evaluate.split"}
 TRIAL_SECTIONS_NOT_READ = ("synth.", "split.", "tracking.")
 # the stages that read the dataset and its split, by their paths

@@ -10,11 +10,12 @@ def add_arguments(p) -> None:
     knob_flag(p, "--unlabeled", "synth.unlabeled", "number of scenes without labels (the pool, in OUT/unlabeled/)")
     knob_flag(p, "--size", "synth.size", "image side in pixels")
     knob_flag(p, "--seed", "synth.seed", "random seed")
+    knob_flag(p, "--bands", "synth.bands", "3: RGB PNG scenes | 12: Sentinel-2-like 16-bit GeoTIFFs")
     add_params(p)
 
 
 def run(args) -> None:
     s = load_params(args).synth
-    out = write_synthetic(s.out, n=s.n, size=s.size, seed=s.seed, unlabeled=s.unlabeled)
+    out = write_synthetic(s.out, n=s.n, size=s.size, seed=s.seed, unlabeled=s.unlabeled, bands=s.bands)
     pool = f" and {s.unlabeled} without labels to {out}/unlabeled" if s.unlabeled else ""
-    print(f"wrote {s.n} synthetic scenes ({s.size}px) to {out}{pool}")
+    print(f"wrote {s.n} synthetic scenes ({s.size}px, {s.bands} bands) to {out}{pool}")

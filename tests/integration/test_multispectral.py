@@ -1,0 +1,227 @@
+"""Multispectral imagery end to end: 12-band 16-bit GeoTIFFs (the synthetic Sentinel-2-like set)
+ingested at native radiometry (files and shards, with an unlabeled pool), trained on, evaluated and
+predicted from GeoTIFFs, each part receiving the dataset's bands; and every bad raster one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+pytest.importorskip("rasterio")
+
+import rasterio  # noqa: E402
+
+from sslmae.bands import Bands  # noqa: E402
+from sslmae.cli.main import main  # noqa: E402
+from sslmae.datasets.ingest import ingest  # noqa: E402
+from sslmae.datasets.load import load_dataset  # noqa: E402
+from sslmae.datasets.problems import DatasetError  # noqa: E402
+from sslmae.datasets.synth import write_synthetic  # noqa: E402
+from sslmae.datasets.synth_bands import BANDS, HIDDEN  # noqa: E402
+from sslmae.loading.cache import open_cache  # noqa: E402
+from sslmae.loading.pixels import pixels_for  # noqa: E402
+from sslmae.split import split_dataset  # noqa: E402
+from sslmae.train.model_file import load_model  # noqa: E402
+from tests.conftest import tiny_overrides  # noqa: E402
+from tests.support.datasets import quiet, save  # noqa: E402
+
+
+def _tif(path, array, descriptions=None, nodata=None, **profile):
+    c, h, w = array.shape
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=array.dtype.name,
+                       nodata=nodata, crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0), **profile) as dst:
+        dst.write(array)
+        if descriptions:
+            dst.descriptions = descriptions
+    return path
+
+
+@pytest.fixture(scope="module")
+def ms_source(tmp_path_factory):
+    """40 Sentinel-2-like tiles (12 bands, uint16, 32 px) with 8 more without labels."""
+    return write_synthetic(tmp_path_factory.mktemp("ms") / "synth", n=40, size=32, seed=0, unlabeled=8, bands=12)
+
+
+@pytest.fixture(scope="module")
+def ms_dataset(ms_source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("msds") / "ds"
+    ingest(str(ms_source), out, unlabeled=[str(ms_source / "unlabeled")], log=quiet)
+    split = out.parent / "split.csv"
+    split_dataset(out, split, val=0.2, test=0.2, seed=0)
+    return out, split
+
+
+def test_the_synthetic_set_is_twelve_sixteen_bit_bands_with_two_infrared_labels(ms_source):
+    with rasterio.open(ms_source / "images" / "scene0000.tif") as ds:
+        assert (ds.count, ds.dtypes[0], ds.descriptions, ds.nodata) == (12, "uint16", BANDS, 0.0)
+        assert ds.crs is not None and ds.read().min() >= 1
+    header = (ms_source / "labels.csv").read_text().splitlines()[0].split(",")
+    assert header[-2:] == list(HIDDEN)
+    assert sorted(p.name for p in (ms_source / "unlabeled").iterdir())[0] == "pool0000.tif"
+
+
+def test_a_geotiff_folder_ingests_its_bands_losslessly_and_records_them(ms_source, ms_dataset):
+    out, _ = ms_dataset
+    meta = pq.read_schema(out / "manifest.parquet").metadata
+    bands = Bands.from_json(meta[b"sslmae.bands"].decode())
+    assert bands == Bands(BANDS, "uint16", "all", 0.0)
+    report = json.loads((out / "ingest_report.json").read_text())
+    assert report["bands"] == {"names": list(BANDS), "dtype": "uint16", "rule": "all", "nodata": 0.0, "source_bands": 12}
+    assert report["pool"]["n_images"] == 8
+    stored = np.load(out / "images" / "scene0003.npy")
+    with rasterio.open(ms_source / "images" / "scene0003.tif") as ds:
+        assert stored.dtype == np.uint16 and np.array_equal(stored, ds.read())  # no 8-bit round trip
+    data = load_dataset(out)
+    assert data.bands == bands and int((~data.known).sum()) == 8
+
+
+def test_data_bands_picks_and_orders_bands_by_name_or_index(ms_source, tmp_path):
+    ingest(str(ms_source), tmp_path / "a", bands=["B04", "B03", "B02", "B08"], log=quiet)
+    ingest(str(ms_source), tmp_path / "b", bands=[4, 3, 2, 8], log=quiet)
+    a, b = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
+    assert a.bands.names == ("B04", "B03", "B02", "B08") and a.bands.rule == '["B04", "B03", "B02", "B08"]'
+    assert b.bands.names == a.bands.names
+    with rasterio.open(ms_source / "images" / "scene0000.tif") as ds:
+        full = ds.read()
+    assert np.array_equal(np.load(tmp_path / "a" / "images" / "scene0000.npy"), full[[3, 2, 1, 7]])
+    with pytest.raises(DatasetError, match=r"scene0000.tif: data.bands: 'B10' is not one of the source's bands \['B01'"):
+        ingest(str(ms_source), tmp_path / "c", bands=["B10"], log=quiet)
+    assert not (tmp_path / "c").exists()
+
+
+def test_rgb_sources_are_read_as_before_and_all_on_a_png_names_the_file(tmp_path):
+    from tests.support.datasets import labels_csv_dataset
+
+    src = labels_csv_dataset(tmp_path / "rgb", n=6)
+    ingest(str(src), tmp_path / "auto", log=quiet)
+    assert b"sslmae.bands" not in pq.read_schema(tmp_path / "auto" / "manifest.parquet").metadata
+    assert load_dataset(tmp_path / "auto").bands is None
+    with pytest.raises(DatasetError, match=r"im0.png: data.bands=all reads GeoTIFF bands, but this image is PNG"):
+        ingest(str(src), tmp_path / "all", bands="all", log=quiet)
+
+
+def _one_of_each_defect(root, n_good=6):
+    """A labels-csv folder of 12-band uint16 tiles, plus one tile per defect ingest must name."""
+    rng = np.random.default_rng(0)
+    images = root / "images"
+    images.mkdir(parents=True)
+    names = ["good%d" % i for i in range(n_good)]
+    for name in names:
+        _tif(images / f"{name}.tif", rng.integers(1, 4000, (12, 20, 20)).astype(np.uint16), nodata=0)
+    defects = {
+        "three_bands": (lambda p: _tif(p, rng.integers(1, 4000, (3, 20, 20)).astype(np.uint16)), "3 band(s), but the dataset's images have 12"),
+        "float_tile": (lambda p: _tif(p, rng.random((12, 20, 20)).astype(np.float32)), "dtype float32, but the dataset's images are uint16"),
+        "all_nodata": (lambda p: _tif(p, np.zeros((12, 20, 20), np.uint16), nodata=0), "every pixel is nodata (0)"),
+        "renamed_jpeg": (lambda p: save(p, seed=3, format="JPEG"), "not a GeoTIFF: the file is JPEG"),
+        "huge": (lambda p: _tif(p, rng.integers(1, 4000, (12, 40, 40)).astype(np.uint16)), "too large: 40x40 = 1600 pixels per band > max_pixels 1000"),
+    }
+    for name, (make, _) in defects.items():
+        make(images / f"{name}.tif")
+    rows = ["image,a,b"] + [f"{n},{i % 2},1" for i, n in enumerate(names + list(defects))]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root, {k: v for k, (_, v) in defects.items()}
+
+
+def test_each_bad_raster_is_a_bad_item_naming_the_file_and_the_defect(tmp_path):
+    src, defects = _one_of_each_defect(tmp_path / "src")
+    res = ingest(str(src), tmp_path / "out", on_bad="skip", max_pixels=1000, log=quiet)
+    assert res.n_images == 6
+    skipped = {item["where"].rsplit("/", 1)[-1].removesuffix(".tif"): item["problem"] for item in res.report["skipped"]}
+    assert set(skipped) == set(defects)
+    for name, words in defects.items():
+        assert words in skipped[name], name
+
+
+def test_nan_in_a_float_raster_is_a_bad_item(tmp_path):
+    images = tmp_path / "src" / "images"
+    images.mkdir(parents=True)
+    good = np.random.default_rng(0).random((4, 20, 20)).astype(np.float32)
+    _tif(images / "a.tif", good)
+    _tif(images / "b.tif", good * 2)
+    bad = good.copy()
+    bad[1, 3, 3] = np.nan
+    _tif(images / "c.tif", bad)
+    (tmp_path / "src" / "labels.csv").write_text("image,x,y\na,1,0\nb,0,1\nc,1,1\n")
+    with pytest.raises(DatasetError, match=r"c.tif.*1 NaN/inf pixel values in a float raster"):
+        ingest(str(tmp_path / "src"), tmp_path / "out", log=quiet)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_the_cache_keeps_the_source_dtype(ms_dataset, tmp_path):
+    data = load_dataset(ms_dataset[0])
+    arr = open_cache(tmp_path / "cache", data.paths, 16, root=data.root, pixels=pixels_for(data.bands))
+    assert arr.shape == (48, 12, 16, 16) and arr.dtype == np.uint16
+    full = open_cache(tmp_path / "cache", data.paths, 32, root=data.root, pixels=pixels_for(data.bands))
+    assert np.array_equal(full[5], np.load(data.paths[5]))  # at the stored size: the stored values
+
+
+@pytest.mark.slow
+def test_twelve_bands_train_evaluate_and_predict_geotiffs(ms_source, ms_dataset, tmp_path):
+    out, split = ms_dataset
+    args = tiny_overrides(tmp_path, out, split)
+    assert main(["train", *args, "train.epochs=1"]) == 0
+    model, cfg, labels, _ = load_model(tmp_path / "train" / "model.pt")
+    assert model.in_chans == 12 and model.bands.names == BANDS and model.bands.stats is not None
+    assert model.encoder.patch_embed.proj.weight.shape[1] == 12
+    stats = model.bands.stats
+    assert all(lo < hi for lo, hi in zip(stats.p2, stats.p98)) and stats.nodata == (0,) * 12
+    lo, hi = model.pixel_range
+    assert len(lo) == 12 and len(model.pixel_mean) == 12
+    assert main(["evaluate", *args, "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["macro_auprc"] <= 1
+    # predict on the source GeoTIFFs and on the ingested dataset: the same scores for the same tiles
+    assert main(["predict", "--model", str(tmp_path / "train" / "model.pt"), "--input", str(ms_source / "images"),
+                 "--out", str(tmp_path / "tifs.csv")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "train" / "model.pt"), "--input", str(out),
+                 "--out", str(tmp_path / "ds.csv")]) == 0
+    import pandas as pd
+
+    tifs = pd.read_csv(tmp_path / "tifs.csv").set_index("image")
+    ds = pd.read_csv(tmp_path / "ds.csv").set_index("image")
+    assert tifs["error"].isna().all()
+    shared = [f"scene{i:04d}" for i in range(5)]
+    assert np.allclose(tifs.loc[[f"{s}.tif" for s in shared], [f"prob_{n}" for n in labels]].to_numpy(),
+                       ds.loc[shared, [f"prob_{n}" for n in labels]].to_numpy(), atol=1e-6)
+    # an RGB dataset is not this model's data: one line naming both band lists
+    from tests.support.datasets import labels_csv_dataset
+
+    rgb = labels_csv_dataset(tmp_path / "rgb", n=4)
+    ingest(str(rgb), tmp_path / "rgbds", log=quiet)
+    with pytest.raises(ValueError, match=r"the images have bands \['red', 'green', 'blue'\] \(uint8\), the model was "
+                                         r"trained on \['B01'"):
+        from sslmae.predict import predict
+
+        predict(str(tmp_path / "train" / "model.pt"), str(tmp_path / "rgbds"), tmp_path / "x.csv", log=quiet)
+
+
+def test_twelve_bands_as_shards_read_the_same_pixels(ms_source, ms_dataset, tmp_path):
+    ingest(str(ms_source), tmp_path / "shards", format="shards", unlabeled=[str(ms_source / "unlabeled")], log=quiet)
+    shards, files = load_dataset(tmp_path / "shards"), load_dataset(ms_dataset[0])
+    assert shards.bands == files.bands and shards.shards is not None
+    from sslmae.loading.loaders import shard_reader
+
+    reader = shard_reader(shards, str(tmp_path / "c"), 2**30)
+    pixels = pixels_for(shards.bands)
+    row = shards.ids.index("scene0007")
+    assert np.array_equal(pixels.decode(reader.image(row), 32), np.load(files.paths[files.ids.index("scene0007")]))
+
+
+def test_band_colour_ops_leave_rgb_only_ops_out():
+    from sslmae.augment.batch import augment_batch
+    from sslmae.augment.streams import AUTHORS_UNLABELED
+
+    x = torch.rand(4, 12, 16, 16)
+    labeled = torch.tensor([False] * 4)
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, labeled, AUTHORS_UNLABELED, AUTHORS_UNLABELED, g, rgb=False)
+    assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    rgb_only = AUTHORS_UNLABELED.model_copy(update={"jitter": [0.0, 0.0, 0.0, 0.0], "crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0],
+                                                     "hflip": 0.0, "vflip": 0.0, "blur_p": 0.0, "grayscale_p": 1.0})
+    assert torch.allclose(augment_batch(x, labeled, rgb_only, rgb_only, g, rgb=False), x, atol=1e-5)  # no grayscale

@@ -49,8 +49,8 @@ class BandPlan:
         return Decoded(None, w, h, count, "bands", GTIFF, [], False, array)
 
 
-def model_bands(path: Path, bands: Bands, max_pixels: int, min_side: int = 1) -> np.ndarray:
-    """A GeoTIFF given to a trained model (predict, serve) -> (C, H, W): its bands the model's names
+def model_bands(path: Path | bytes, bands: Bands, max_pixels: int, min_side: int = 1) -> np.ndarray:
+    """A GeoTIFF (a file, or its bytes) given to a trained model (predict, serve) -> (C, H, W): its bands the model's names
     name, in the model's order (names from the file's band descriptions, else B1..Bn), at the model's
     dtype; anything else one line naming both band lists."""
     raster = read_raster(path, max_pixels, min_side)

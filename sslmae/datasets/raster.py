@@ -14,6 +14,8 @@ uint16 / int16 / float32, nodata and band descriptions as the file states them.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,18 +38,26 @@ class Raster:
     nodata: float | None
 
 
-def _open(path: Path):
+@contextlib.contextmanager
+def _open(source: Path | bytes):
+    """The raster dataset of a file, or of bytes a request sent (GDAL's in-memory file)."""
     import rasterio  # late: RGB users never load GDAL
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.io import MemoryFile
 
-    if path.stat().st_size == 0:
+    in_memory = isinstance(source, (bytes, bytearray))
+    if (len(source) if in_memory else source.stat().st_size) == 0:
         raise ImageProblem("empty file", "empty")
-    try:
-        with warnings.catch_warnings():  # a tile need not be georeferenced to be learned from
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioIOError as exc:
-        raise ImageProblem(f"not a raster rasterio can read: {str(exc).splitlines()[0][:160]}", "not_image") from None
+    with contextlib.ExitStack() as stack:
+        try:
+            with warnings.catch_warnings():  # a tile need not be georeferenced to be learned from
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = stack.enter_context(stack.enter_context(MemoryFile(bytes(source))).open() if in_memory
+                                         else rasterio.open(source))
+        except RasterioIOError as exc:
+            reason = re.sub(r"/vsimem/\S+", "the bytes sent", str(exc).splitlines()[0])[:160]
+            raise ImageProblem(f"not a raster rasterio can read: {reason}", "not_image") from None
+        yield ds
 
 
 @dataclass(frozen=True)
@@ -70,8 +80,8 @@ def probe(path: Path) -> Header | None:
         return None
 
 
-def read_raster(path: Path, max_pixels: int, min_side: int) -> Raster:
-    """The whole raster (C, H, W), checked as the module doc says."""
+def read_raster(path: Path | bytes, max_pixels: int, min_side: int) -> Raster:
+    """The whole raster (C, H, W) of a file or its bytes, checked as the module doc says."""
     with _open(path) as ds:
         if ds.driver != GTIFF:
             raise ImageProblem(f"not a GeoTIFF: the file is {ds.driver} (a renamed image?)", "not_image")

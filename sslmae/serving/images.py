@@ -1,4 +1,5 @@
-"""One image of a request, checked before it is decoded: base64 text -> bytes -> (S, S, 3) uint8.
+"""One image of a request, checked before it is decoded: base64 text -> bytes -> (S, S, 3) uint8 (a
+model with bands: a GeoTIFF's bytes -> (C, S, S) at the model's dtype, or a tensor checked as sent).
 
 Every way an image can be wrong is a `BadImage` whose message names the problem; the server
 answers it with a 4xx and keeps serving. The header is read first (PIL opens lazily), so a
@@ -16,7 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sslmae.bands import Bands
+from sslmae.datasets.band_plan import model_bands
+from sslmae.datasets.decode import ImageProblem
 from sslmae.loading.images import rgb_array
+from sslmae.loading.pixels import BandPixels
 
 
 class BadImage(ValueError):
@@ -73,3 +78,40 @@ def decode_image(data: bytes, size: int, limits: ImageLimits, where: str) -> np.
         raise BadImage(f"{where}: refused as a decompression bomb") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated, damaged, unsupported mode
         raise BadImage(f"{where}: damaged or truncated image ({' '.join(str(exc).split())[:100]})") from None
+
+
+def decode_bands(data: bytes, bands: Bands, size: int, limits: ImageLimits, where: str) -> np.ndarray:
+    """A GeoTIFF's bytes -> (C, size, size) at the model's dtype: the model's bands by name, in its
+    order (sslmae.datasets.band_plan.model_bands), resized by the rule training used; the header's
+    size is checked (per band) before any band is read."""
+    try:
+        arr = model_bands(data, bands, limits.max_pixels, limits.min_side)
+    except ImageProblem as exc:
+        raise BadImage(f"{where}: {exc}") from None
+    return BandPixels(bands.count, bands.dtype).resize(arr, size)
+
+
+TENSOR_DTYPES = {"UINT8": "uint8", "UINT16": "uint16", "INT16": "int16", "FP32": "float32"}  # v2 datatype -> numpy
+
+
+def band_tensor(data, datatype: str, shape, bands: Bands, size: int, where: str) -> list[np.ndarray]:
+    """A v2 tensor [N, C, H, W] of the model's bands -> N arrays (C, size, size) at the model's dtype.
+    The band count and the size must be the model's; the values are the source's (UINT16 for 16-bit
+    bands, FP32 for any: each value must be one the model's dtype holds)."""
+    if datatype not in TENSOR_DTYPES:
+        raise BadImage(f"{where}: datatype {datatype}; a tensor of bands is one of {', '.join(TENSOR_DTYPES)}")
+    want = [bands.count, size, size]
+    shape = [int(s) for s in shape]
+    if len(shape) != 4 or shape[1:] != want:
+        raise BadImage(f"{where}: shape {shape}, the model takes [N, {', '.join(map(str, want))}] "
+                       f"(bands {', '.join(bands.names)})")
+    try:
+        arr = np.asarray(data, dtype=TENSOR_DTYPES[datatype]).reshape(shape)
+    except (ValueError, TypeError) as exc:
+        raise BadImage(f"{where}: the data is not {shape} values of {datatype} ({' '.join(str(exc).split())[:80]})") from None
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadImage(f"{where}: NaN or inf among the values")
+    cast = arr.astype(bands.dtype)
+    if not np.array_equal(cast.astype(arr.dtype), arr):
+        raise BadImage(f"{where}: values that {bands.dtype} (the model's bands) cannot hold")
+    return list(cast)

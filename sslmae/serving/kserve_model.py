@@ -39,7 +39,7 @@ def kserve_model(name: str, predictor: Predictor):
         async def predict(self, payload, headers=None, response_headers=None):
             try:
                 if isinstance(payload, InferRequest):
-                    probs, labels = await predictor.v2({i.name: (i.datatype, i.data) for i in payload.inputs})
+                    probs, labels = await predictor.v2({i.name: (i.datatype, i.data, i.shape) for i in payload.inputs})
                     n, c = probs.shape
                     outputs = [InferOutput("probabilities", [n, c], "FP32", probs.tolist(),
                                            parameters={"labels": ";".join(predictor.scorer.labels)}),

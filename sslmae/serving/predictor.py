@@ -2,6 +2,8 @@
 
     v2 (Open Inference Protocol)  POST /v2/models/<name>/infer
         inputs: [{"name": "image", "datatype": "BYTES", "shape": [N], "data": [<base64>, ...]}]
+                (a model with bands: GeoTIFFs, or the bands themselves as a tensor
+                 {"datatype": "UINT16" | "FP32", "shape": [N, C, S, S], "data": [...]})
         -> outputs "probabilities" FP32 (N, C) (label order in its parameters.labels) and
            "labels" BYTES (N,): each image's predicted labels joined by ';'
     v1                            POST /v1/models/<name>:predict
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from sslmae.serving.batcher import Batcher
-from sslmae.serving.images import BadImage, image_bytes
+from sslmae.serving.images import BadImage, band_tensor, image_bytes
 from sslmae.serving.scorer import Scorer
 
 INPUT = "image"
@@ -43,9 +45,13 @@ class Predictor:
         return {"predictions": [{"probabilities": dict(zip(self.scorer.labels, map(float, row))), "labels": labels}
                                 for row, labels in zip(probs, self.scorer.decisions(probs))]}
 
-    async def v2(self, inputs: dict[str, tuple[str, object]]) -> tuple[np.ndarray, list[str]]:
-        """{input name: (datatype, data)} -> probabilities (N, C), each image's labels joined by ';'."""
-        probs = await self._score(_v2_images(inputs))
+    async def v2(self, inputs: dict[str, tuple]) -> tuple[np.ndarray, list[str]]:
+        """{input name: (datatype, data[, shape])} -> probabilities (N, C), each image's labels joined by ';'."""
+        tensor = _v2_tensor(inputs, self.scorer)
+        if tensor is not None:
+            probs = await self.batcher.score(tensor)
+        else:
+            probs = await self._score(_v2_images(inputs))
         return probs, [";".join(d) for d in self.scorer.decisions(probs)]
 
     async def _score(self, items: list[tuple[object, str]]) -> np.ndarray:
@@ -70,12 +76,27 @@ def _checked(items: list, what: str) -> list:
     return items
 
 
-def _v2_images(inputs: dict[str, tuple[str, object]]) -> list[tuple[object, str]]:
+def _v2_tensor(inputs: dict[str, tuple], scorer: Scorer) -> list[np.ndarray] | None:
+    """A model with bands, sent its bands as a tensor: the images (C, S, S); else None (encoded images)."""
+    if INPUT not in inputs or inputs[INPUT][0] == "BYTES":
+        return None
+    datatype, data, *shape = inputs[INPUT]
+    if scorer.bands is None:
+        raise BadRequest(f"input {INPUT!r}: datatype {datatype}; this model reads encoded images: datatype BYTES")
+    shape = shape[0] if shape else np.shape(data)
+    try:
+        return _checked(band_tensor(data, datatype, shape, scorer.bands, scorer.img_size, f"input {INPUT!r}"),
+                        f"input {INPUT!r}")
+    except BadImage as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _v2_images(inputs: dict[str, tuple]) -> list[tuple[object, str]]:
     """The `image` input's elements: base64 strings (JSON) or raw bytes (the binary extension)."""
     if INPUT not in inputs:
         raise BadRequest(f"no input named {INPUT!r} (the request has {sorted(inputs)}): send the encoded images "
                          f"as input {INPUT!r}, datatype BYTES, base64 text in JSON")
-    datatype, data = inputs[INPUT]
+    datatype, data = inputs[INPUT][:2]
     if datatype != "BYTES":
         raise BadRequest(f"input {INPUT!r}: datatype must be BYTES (encoded images, base64 in JSON), got {datatype}")
     data = list(np.asarray(data, dtype=object).reshape(-1)) if data is not None else []

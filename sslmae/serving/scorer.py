@@ -13,7 +13,7 @@ import torch
 from sslmae.inference import predict_scores
 from sslmae.metrics import DECISIONS
 from sslmae.metrics.decisions import decision_thresholds
-from sslmae.serving.images import ImageLimits, decode_image
+from sslmae.serving.images import ImageLimits, decode_bands, decode_image
 from sslmae.train.model_file import load_model
 
 
@@ -35,13 +35,24 @@ class Scorer:
         return cls(model.to(dev).eval(), list(labels), cfg.data.img_size, cfg.data.task, thr,
                    limits or ImageLimits(), dev)
 
+    @property
+    def bands(self):
+        """The model's bands (sslmae.bands.Bands), or None: 8-bit RGB."""
+        return self.model.bands
+
     def decode(self, data: bytes, where: str) -> np.ndarray:
-        """Encoded bytes -> (S, S, 3) uint8; BadImage naming `where` when they cannot be scored."""
+        """Encoded bytes -> (S, S, 3) uint8 (a model with bands: a GeoTIFF -> (C, S, S) at its dtype);
+        BadImage naming `where` when they cannot be scored."""
+        if self.bands is not None:
+            return decode_bands(data, self.bands, self.img_size, self.limits, where)
         return decode_image(data, self.img_size, self.limits, where)
 
     def scores(self, images: list[np.ndarray]) -> np.ndarray:
-        """(S, S, 3) uint8 images -> probabilities (N, C) float32, one forward pass."""
-        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        """(S, S, 3) uint8 images (with bands: (C, S, S)) -> probabilities (N, C) float32, one forward pass."""
+        if self.bands is not None:
+            batch = torch.from_numpy(np.stack(images).astype(np.float32))
+        else:
+            batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
         probs, _ = predict_scores(self.model, [(batch, torch.zeros(0))], self.device)
         return probs.astype(np.float32)
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from sslmae.bands import Bands
 from sslmae.config.schema import TrackingConfig
 from sslmae.tracking.models import download_bar_only_on_a_terminal
 from sslmae.tracking.runs import mlflow_module, store_uri
@@ -43,14 +44,38 @@ def signature(labels: list[str]):
     return ModelSignature(inputs=Schema([ColSpec("binary", "image")]), outputs=Schema(outputs))
 
 
-def input_example(img_size: int) -> pd.DataFrame:
-    """One encoded PNG at the model's input size (a gradient: a real image, not zeros)."""
+def input_example(img_size: int, bands: Bands | None = None) -> pd.DataFrame:
+    """One encoded PNG at the model's input size (a gradient: a real image, not zeros); a model with
+    bands: a GeoTIFF of its bands, each a gradient between its training percentiles."""
+    if bands is not None:
+        return pd.DataFrame({"image": [_band_example(img_size, bands)]})
     ramp = np.linspace(0, 255, img_size, dtype=np.uint8)
     pixels = np.stack([np.tile(ramp, (img_size, 1)), np.tile(ramp[:, None], (1, img_size)),
                        np.full((img_size, img_size), 128, np.uint8)], axis=-1)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return pd.DataFrame({"image": [buf.getvalue()]})
+
+
+def model_bands(path: str | Path) -> Bands | None:
+    """The bands a model file was trained on (None: 8-bit RGB), its weights memory-mapped, not read."""
+    import torch  # late: the tracking commands that log no model never load torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return Bands.from_json(payload["bands"]) if isinstance(payload, dict) and "bands" in payload else None
+
+
+def _band_example(img_size: int, bands: Bands) -> bytes:
+    from rasterio.io import MemoryFile  # late: only models with bands need GDAL
+
+    ramp = np.linspace(0.0, 1.0, img_size)[None, :] * np.linspace(0.5, 1.0, img_size)[:, None]
+    lo, hi = bands.unit_range()
+    cube = np.stack([lo[b] + (hi[b] - lo[b]) * ramp for b in range(bands.count)]).astype(bands.dtype)
+    with MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=img_size, height=img_size, count=bands.count, dtype=bands.dtype) as dst:
+            dst.write(cube)
+            dst.descriptions = bands.names
+        return mem.read()
 
 
 def _code_copy(dst: Path) -> Path:
@@ -77,5 +102,6 @@ def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Pa
             artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
             python_model=str(CODE_FILE),
             artifacts={ARTIFACT: str(model_path)}, code_paths=[str(_code_copy(Path(tmp)))],
-            signature=signature(labels), input_example=input_example(img_size), pip_requirements=requirements())
+            signature=signature(labels), input_example=input_example(img_size, model_bands(model_path)),
+            pip_requirements=requirements())
     return info.model_id

@@ -67,14 +67,14 @@ class IngestResult:
 
 
 def _decoded(records, band_max: float | None, max_pixels: int, min_side: int, workers: int,
-             plan: BandPlan | None = None):
+             plan: BandPlan | None = None, rgb_bands: tuple[str, ...] = ()):
     """(record, Decoded | ImageProblem) in record order, at most 4 x workers decoded at once; with a
     band plan, each image's bands at native radiometry."""
     def one(rec: Record):
         try:
             if plan is not None:
-                return plan.decode(rec.files, max_pixels, min_side)
-            return decode(rec.files, max_pixels, min_side, band_max if rec.known else None)
+                return plan.decode(rec, max_pixels, min_side)
+            return decode(rec.band_files(rgb_bands), max_pixels, min_side, band_max if rec.known else None)
         except ImageProblem as exc:
             return exc
 
@@ -218,7 +218,7 @@ def ingest(
             log(f"note: data.unlabeled_rows is pool, but no row of {source} lacks labels")
         pool = read_pool(list(unlabeled), Path(work), problems, len(raw.label_names), s3_endpoint)
         first = next(iter(raw.records), None)
-        plan = plan_bands(bands, first.files[0] if first else None, len(first.files) if first else 1)
+        plan = plan_bands(bands, first, raw.rgb_bands)
         if plan is not None:
             log(f"bands: {', '.join(plan.bands.names)} ({plan.bands.dtype}, data.bands={plan.bands.rule})")
         target = _claim_remote(str(out)) if remote else None
@@ -277,10 +277,11 @@ def _write(source: str, raw: RawDataset, pool: list, tmp: Path, problems: Proble
     rule = PoolRule(labeled.images if hasattr(labeled, "images") else [r.image for r in labeled]) if pooled else None
     by_origin = {table.origin: 0 for table in pool}
     try:
-        for index, (rec, img) in enumerate(progress(_chain_decoded(parts, raw.band_max, decoding, plan), "ingest: decoding",
+        for index, (rec, img) in enumerate(progress(_chain_decoded(parts, raw, decoding, plan), "ingest: decoding",
                                                     total=sum(len(p) for p in parts))):
             if isinstance(img, ImageProblem):
-                problems.bad(", ".join(str(f) for f in rec.files), str(img), img.kind)
+                where = rec.files[0].parent if rec.bands else ", ".join(str(f) for f in rec.files)  # a patch: its folder
+                problems.bad(str(where), str(img), img.kind)
                 continue
             if not rec.known and not rule.keep(rec.image, img.content_sha256, rec.origin, str(rec.files[0])):
                 continue
@@ -334,10 +335,10 @@ def _by_knowledge(records) -> tuple:
     return [r for r in records if r.known], [r for r in records if not r.known]
 
 
-def _chain_decoded(parts: list, band_max: float | None, decoding: tuple[int, int, int], plan: BandPlan | None):
+def _chain_decoded(parts: list, raw: RawDataset, decoding: tuple[int, int, int], plan: BandPlan | None):
     """_decoded over the records of every part in turn."""
     for part in parts:
-        yield from _decoded(part, band_max, *decoding, plan=plan)
+        yield from _decoded(part, raw.band_max, *decoding, plan=plan, rgb_bands=raw.rgb_bands)
 
 
 def _publish_remote(tmp: Path, store: Store) -> None:

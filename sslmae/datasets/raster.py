@@ -62,22 +62,44 @@ def _open(source: Path | bytes):
 
 @dataclass(frozen=True)
 class Header:
-    """What a raster's header says: band count, dtype (of band 1), driver, descriptions, nodata."""
+    """What a raster's header says: band count, dtype (of band 1), driver, descriptions, nodata, size."""
 
     count: int
     dtype: str
     driver: str
     descriptions: tuple[str | None, ...]
     nodata: float | None
+    height: int = 0
+    width: int = 0
+
+
+def header(path: Path) -> Header:
+    """The header (ImageProblem when the file is not a raster at all)."""
+    with _open(path) as ds:
+        return Header(ds.count, ds.dtypes[0], ds.driver, tuple(ds.descriptions), ds.nodata, ds.height, ds.width)
 
 
 def probe(path: Path) -> Header | None:
     """The header, or None when the file is not a raster at all."""
     try:
-        with _open(path) as ds:
-            return Header(ds.count, ds.dtypes[0], ds.driver, tuple(ds.descriptions), ds.nodata)
+        return header(path)
     except ImageProblem:
         return None
+
+
+def read_band(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Band 1 of a single-band file on a grid of `shape` (H, W): bilinear when it is coarser (a 20 m or
+    60 m band brought to the 10 m grid, as TorchGeo reads BigEarthNet), as it is when it matches."""
+    from rasterio.enums import Resampling
+
+    with _open(path) as ds:
+        if ds.count != 1:
+            raise ImageProblem(f"{path.name}: a band file must hold one band, holds {ds.count}", "band_count")
+        try:
+            return ds.read(1, out_shape=shape, resampling=Resampling.bilinear)
+        except Exception as exc:
+            raise ImageProblem(f"{path.name}: truncated or corrupt raster data: {str(exc).splitlines()[0][:120]}",
+                               "truncated") from None
 
 
 def read_raster(path: Path | bytes, max_pixels: int, min_side: int) -> Raster:

@@ -18,7 +18,8 @@ class Record:
     """One image of a source dataset.
 
     image: id (unique, used as the output file stem);  files: the file(s) holding its pixels
-    (one RGB file, or one file per band, red-green-blue order);  labels: (C,) 0/1;
+    (one image file, or one file per band);  bands: the band each of `files` holds, for a layout of
+    one file per band (bigearthnet), else ();  labels: (C,) 0/1;
     split: a predefined train/val/test, or None;  known: whether its labels are known (False: an
     image of the unlabeled pool, its labels all 0);  origin: which source it came from
     (sslmae.datasets.pool: "source", or "unlabeled/<i>" for data.unlabeled[i]).
@@ -31,6 +32,16 @@ class Record:
     source: str = ""
     known: bool = True
     origin: str = SOURCE
+    bands: tuple[str, ...] = ()
+
+    def band_files(self, names: tuple[str, ...]) -> tuple[Path, ...] | None:
+        """The files of bands `names`, in that order (None when one is missing); without named
+        bands, `files` itself."""
+        if not self.bands:
+            return self.files
+        if any(n not in self.bands for n in names):
+            return None
+        return tuple(self.files[self.bands.index(n)] for n in names)
 
 
 class RecordTable:
@@ -75,6 +86,8 @@ class RawDataset:
     records: list[Record] | RecordTable = field(default_factory=list)
     # a fixed scaling for 16-bit band files (bigearthnet): DN in [0, band_max] -> [0, 255]
     band_max: float | None = None
+    # a layout of one file per band: the bands RGB is composed of, red, green, blue (Record.bands)
+    rgb_bands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -225,3 +225,73 @@ def test_band_colour_ops_leave_rgb_only_ops_out():
     rgb_only = AUTHORS_UNLABELED.model_copy(update={"jitter": [0.0, 0.0, 0.0, 0.0], "crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0],
                                                      "hflip": 0.0, "vflip": 0.0, "blur_p": 0.0, "grayscale_p": 1.0})
     assert torch.allclose(augment_batch(x, labeled, rgb_only, rgb_only, g, rgb=False), x, atol=1e-5)  # no grayscale
+
+
+# ------------------------------------------------------------------- BigEarthNet-S2: one file per band
+GRID = {"B02": 24, "B03": 24, "B04": 24, "B08": 24, "B05": 12, "B06": 12, "B07": 12, "B8A": 12, "B11": 12,
+        "B12": 12, "B01": 4, "B09": 4}  # 10 m, 20 m and 60 m bands of a 240 m patch
+
+
+def _ben_patch(folder, patch, seed, skip=(), odd=None):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for band, side in GRID.items():
+        if band in skip:
+            continue
+        side = odd if odd and band == "B05" else side
+        _tif(folder / f"{patch}_{band}.tif", rng.integers(1, 9000, (1, side, side)).astype(np.uint16))
+
+
+def test_bigearthnet_v1_reads_twelve_bands_on_the_10_m_grid(tmp_path):
+    from rasterio.enums import Resampling
+
+    src = tmp_path / "ben"
+    for k in range(4):
+        patch = f"S2A_MSIL2A_{k}"
+        _ben_patch(src / patch, patch, k, skip=("B05",) if k == 2 else (), odd=10 if k == 3 else None)
+        (src / patch / f"{patch}_labels_metadata.json").write_text(json.dumps({"labels": [["x"], ["y"], ["x", "y"], ["x"]][k]}))
+    res = ingest(str(src), tmp_path / "out", on_bad="skip", log=quiet)
+    assert res.n_images == 2 and res.report["bands"]["names"] == list(BANDS)  # auto: all 12
+    skipped = {i["where"].split("/")[-1].split(",")[0]: i["problem"] for i in res.report["skipped"]}
+    assert any("missing band file(s) B05" in p for p in skipped.values())
+    assert any("no whole fraction of the 24x24 grid" in p and "'B05': '10x10'" in p for p in skipped.values())
+    data = load_dataset(tmp_path / "out")
+    arr = np.load(data.paths[0])
+    assert arr.shape == (12, 24, 24) and arr.dtype == np.uint16
+    with rasterio.open(src / "S2A_MSIL2A_0" / "S2A_MSIL2A_0_B11.tif") as ds:  # 20 m -> 10 m, bilinear
+        assert np.array_equal(arr[BANDS.index("B11")], ds.read(1, out_shape=(24, 24), resampling=Resampling.bilinear))
+    with rasterio.open(src / "S2A_MSIL2A_0" / "S2A_MSIL2A_0_B04.tif") as ds:  # 10 m as it is
+        assert np.array_equal(arr[BANDS.index("B04")], ds.read(1))
+
+
+def test_bigearthnet_v2_metadata_parquet_with_its_split(tmp_path):
+    import pandas as pd
+
+    src = tmp_path / "reben"
+    patches = [f"S2B_MSIL2A_T{k}" for k in range(4)]
+    for k, patch in enumerate(patches):
+        _ben_patch(src / "S2B_TILE" / patch, patch, k)
+    pd.DataFrame({"patch_id": patches, "labels": [["Urban"], ["Forest"], ["Urban", "Forest"], ["Forest"]],
+                  "split": ["train", "validation", "test", "train"]}).to_parquet(src / "metadata.parquet")
+    res = ingest(str(src), tmp_path / "out", bands=["B04", "B03", "B02", "B08"], log=quiet)
+    assert res.layout == "bigearthnet" and res.label_names == ["Forest", "Urban"]
+    data = load_dataset(tmp_path / "out")
+    assert data.bands.names == ("B04", "B03", "B02", "B08") and list(data.predefined) == ["train", "val", "test", "train"]
+    assert np.load(data.paths[2]).shape == (4, 24, 24)
+
+
+def test_eurosat_ms_class_folders_of_13_band_tiles_read_as_multiclass(tmp_path):
+    src = tmp_path / "eurosat"
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
+    rng = np.random.default_rng(0)
+    for cls in ("Forest", "River"):
+        (src / cls).mkdir(parents=True)
+        for i in range(3):
+            _tif(src / cls / f"{cls}_{i}.tif", rng.integers(1, 4000, (13, 16, 16)).astype(np.uint16))
+    res = ingest(str(src), tmp_path / "out", log=quiet)
+    data = load_dataset(tmp_path / "out")
+    assert res.layout == "class-folders" and data.task == "mcc" and data.bands.count == 13
+    assert data.bands.names == tuple(f"B{i}" for i in range(1, 14))  # no descriptions: 1-based names
+    ingest(str(src), tmp_path / "ssl4eo", bands=[1, 2, 3, 4, 5, 6, 7, 8, 13, 9, 10, 11, 12], log=quiet)
+    assert load_dataset(tmp_path / "ssl4eo").bands.names[8] == "B13"  # EuroSAT's B8A, moved to SSL4EO's place
+    assert names[12] == "B8A"

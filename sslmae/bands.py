@@ -42,13 +42,15 @@ class BandStats:
 class Bands:
     """names: (C,) in the order the model sees them; dtype: the source's (numpy name); rule: how they
     were chosen (`rgb`, `all`, or the data.bands list as given); nodata: the source's nodata value,
-    or None; stats: of the training images, once known (None before training)."""
+    or None; stats: of the training images, once known (None before training); scale: the input is
+    DN / scale (unnormalised) instead of the stretch, as pretrained weights expect (torchgeo:)."""
 
     names: tuple[str, ...]
     dtype: str = "uint8"
     rule: str = "rgb"
     nodata: float | None = None
     stats: BandStats | None = None
+    scale: float | None = None
 
     @classmethod
     def rgb(cls) -> "Bands":
@@ -69,6 +71,8 @@ class Bands:
         """(lo (C,), hi (C,)) of the stretch to [0, 1]; None for RGB (/255)."""
         if self.is_rgb:
             return None
+        if self.scale is not None:
+            return (0.0,) * self.count, (float(self.scale),) * self.count
         if self.stats is None:
             raise BandsError(f"bands {list(self.names)}: no statistics yet (they come from the training images)")
         lo = np.asarray(self.stats.p2, np.float64)
@@ -77,7 +81,10 @@ class Bands:
 
     def unit_moments(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The stretched pixels' mean and std (C,) each: what the encoder input is normalised with.
-        The clip moves them little; they are the training pixels' moments put through the stretch."""
+        The clip moves them little; they are the training pixels' moments put through the stretch.
+        With a scale (the weights' own input): 0 and 1, the scaled input as it is."""
+        if self.scale is not None:
+            return (0.0,) * self.count, (1.0,) * self.count
         lo, hi = (np.asarray(v) for v in self.unit_range())
         mean = np.clip((np.asarray(self.stats.mean) - lo) / (hi - lo), 0.0, 1.0)
         std = np.maximum(np.asarray(self.stats.std) / (hi - lo), 1e-3)
@@ -90,7 +97,7 @@ class Bands:
     def from_dict(cls, d: dict) -> "Bands":
         stats = d.get("stats")
         return cls(names=tuple(d["names"]), dtype=d["dtype"], rule=d["rule"], nodata=d.get("nodata"),
-                   stats=BandStats(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stats.items()})
+                   scale=d.get("scale"), stats=BandStats(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in stats.items()})
                    if stats else None)
 
     @classmethod
@@ -108,6 +115,25 @@ def check_same(data: Bands | None, model: Bands | None, where: str) -> None:
     if names_of(data) != names_of(model) or (data.dtype if data else "uint8") != (model.dtype if model else "uint8"):
         shown = lambda b: f"{list(names_of(b))} ({b.dtype if b else 'uint8'})"  # noqa: E731
         raise BandsError(f"{where}: the images have bands {shown(data)}, the model was trained on {shown(model)}")
+
+
+def canonical(name: str) -> str:
+    """A band name as Sentinel-2 products spell it any way: B01 = B1, B8a = B8A."""
+    name = name.strip().upper()
+    return "B" + name[1:].lstrip("0") if len(name) > 2 and name[0] == "B" and name[1] == "0" else name
+
+
+def match_weights(weights: tuple[str, ...], data: tuple[str, ...], adapt: bool, source: str) -> list[int | None]:
+    """For each of the data's bands (C,), the weights' input channel of that band, or None (adapt:
+    the mean kernel). The same bands in the same order (spelt either way) match; anything else is
+    one line naming both lists unless `adapt` (model.adapt_bands)."""
+    w, d = [canonical(n) for n in weights], [canonical(n) for n in data]
+    if w == d:
+        return list(range(len(w)))
+    if not adapt:
+        raise BandsError(f"model.pretrained: {source}: the weights' bands {list(weights)} are not the data's "
+                         f"{list(data)}; choose those bands (data.bands) or set model.adapt_bands=true")
+    return [w.index(n) if n in w else None for n in d]
 
 
 def default_names(count: int, descriptions: tuple[str | None, ...] = ()) -> tuple[str, ...]:

@@ -146,12 +146,16 @@ class ModelConfig(Section):
     head: one_of(HEADS) = "linear"  # linear: the paper's FC; mlp: the authors' code
     drop_path: float = Field(0.1, ge=0.0, lt=1.0)
     # where the encoder starts: a local file, timm[:ARCH.TAG], hf-hub:ORG/NAME[@REV][/FILE], s3://, https://,
-    # rs:NAME (sslmae.model.weights_sources); None = random init
+    # rs:NAME, torchgeo:NAME (sslmae.model.weights_sources); None = random init
     pretrained: Optional[str] = None
-    # the encoder's input normalisation, 3 values each; None: the weights' own statistics when
-    # model.pretrained states them (timm, a timm Hub repo, rs:NAME), else ImageNet's
-    pixel_mean: Optional[Annotated[list[float], Field(min_length=3, max_length=3)]] = None
-    pixel_std: Optional[Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=3, max_length=3)]] = None
+    # weights of other bands than the data's (torchgeo:): false stops with both lists; true takes each of
+    # the data's bands' kernel from the weights' band of that name, the mean kernel where they have none
+    adapt_bands: bool = False
+    # the encoder's input normalisation, one value per band (3 for RGB); None: the weights' own
+    # statistics when model.pretrained states them (timm, a timm Hub repo, rs:NAME), else ImageNet's
+    # (RGB) or the training images' (a dataset with bands)
+    pixel_mean: Optional[Annotated[list[float], Field(min_length=1)]] = None
+    pixel_std: Optional[Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=1)]] = None
 
 
 class LossConfig(Section):

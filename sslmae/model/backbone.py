@@ -57,14 +57,17 @@ def build_backbone(name: str, img_size: int, patch_size: int, drop_path: float =
     return factory(img_size=img_size, patch_size=patch_size, drop_path=drop_path, in_chans=in_chans)
 
 
-def load_pretrained(encoder: VisionTransformer, path: str | Path, source: str | None = None) -> list[str]:
+def load_pretrained(encoder: VisionTransformer, path: str | Path, source: str | None = None,
+                    channels: list[int | None] | None = None) -> list[str]:
     """Load encoder weights from a local file (.pth/.pt/.bin via weights_only, or .safetensors) in
     any layout sslmae.model.checkpoint_keys maps (timm, distilled DeiT, MAE/SatMAE, Lightning).
 
     Position embeddings and patch embeddings are resampled to the encoder's image and
     patch size by timm's filter. Heads in the file are ignored. Returns the encoder keys
     the file did not provide; raises ValueError if it provided none of them. source: what the
-    user named (a URL, `hf-hub:...`), shown in errors instead of the cached file.
+    user named (a URL, `hf-hub:...`), shown in errors instead of the cached file. channels: for
+    weights of named bands (sslmae.bands.match_weights), the file's input channel of each of the
+    encoder's, None for the mean kernel; without, RGB kernels adapt by timm's rule.
     """
     path = Path(path)
     shown = source or str(path)
@@ -77,7 +80,11 @@ def load_pretrained(encoder: VisionTransformer, path: str | Path, source: str | 
     state = checkpoint_filter_fn(encoder_state(state), encoder)
     own = encoder.state_dict()
     embed = "patch_embed.proj.weight"
-    if embed in state and embed in own and state[embed].shape[1] != own[embed].shape[1]:
+    if channels is not None and embed in state:
+        kernels = state[embed]
+        mean = kernels.mean(dim=1)
+        state[embed] = torch.stack([kernels[:, j] if j is not None else mean for j in channels], dim=1)
+    elif embed in state and embed in own and state[embed].shape[1] != own[embed].shape[1]:
         # RGB weights for a C-band encoder: timm's rule (the kernel repeated over the bands, scaled by 3 / C)
         state[embed] = adapt_input_conv(own[embed].shape[1], state[embed])
     usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}

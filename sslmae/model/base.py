@@ -13,11 +13,13 @@ Mask convention: (N, L) bool, True is masked.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from sslmae.augment.pixels import MEAN, STD
-from sslmae.bands import Bands
+from sslmae.bands import Bands, match_weights, names_of
 from sslmae.model.masks import mask_to_pixels, random_patch_mask, visible_count
 from sslmae.model.backbone import build_backbone, load_pretrained
 from sslmae.model.weights_sources import fetch_weights
@@ -53,6 +55,7 @@ class SSLMAE(nn.Module):
         pixel_mean: tuple[float, ...] | None = None,
         pixel_std: tuple[float, ...] | None = None,
         bands: Bands | None = None,
+        adapt_bands: bool = False,
     ):
         super().__init__()
         self.task, self.mode = task, MODES[mode]
@@ -62,11 +65,17 @@ class SSLMAE(nn.Module):
         # the authors mask the baseline's input too and pool its visible tokens
         self.masked = self.mode.reconstruct or baseline_mask
         # the dataset's bands (sslmae.bands), with their training statistics; None: 8-bit RGB
-        self.bands = bands
         self.in_chans = bands.count if bands is not None else 3
         self.encoder = build_backbone(backbone, img_size, patch_size, drop_path, self.in_chans)
         if pretrained:  # any source sslmae.model.weights_sources knows, from its cache when fetched before
-            load_pretrained(self.encoder, fetch_weights(pretrained, backbone).path, pretrained)
+            weights = fetch_weights(pretrained, backbone)
+            channels = None
+            if weights.bands is not None:  # multispectral weights: their bands, and the input they expect
+                channels = match_weights(weights.bands, names_of(bands), adapt_bands, pretrained)
+                if bands is not None:
+                    bands = replace(bands, scale=weights.scale)
+            load_pretrained(self.encoder, weights.path, pretrained, channels)
+        self.bands = bands
         # the statistics the encoder's input is normalised with: ImageNet's unless the weights had others;
         # a dataset with bands: its own, of the stretched training pixels (sslmae.bands)
         self.pixel_range = bands.unit_range() if bands is not None else None
@@ -87,7 +96,7 @@ class SSLMAE(nn.Module):
                     mask_patch_size=model.mask_patch_size, mask_count=model.mask_count, rec_loss=model.rec_loss,
                     rec_target=model.rec_target, head=model.head, baseline_mask=loss.baseline_mask, w=loss.w,
                     learn_w=loss.learn_w, drop_path=model.drop_path, pretrained=model.pretrained,
-                    pixel_mean=model.pixel_mean, pixel_std=model.pixel_std)
+                    pixel_mean=model.pixel_mean, pixel_std=model.pixel_std, adapt_bands=model.adapt_bands)
 
     @property
     def embed_dim(self) -> int:

@@ -10,6 +10,9 @@
     s3://BUCKET/KEY                        an object, with the S3 client of every S3 source
     https://HOST/PATH                      a URL; cached in $TORCH_HOME/hub/checkpoints
     rs:NAME                                remote-sensing weights sslmae knows (sslmae.model.published)
+    torchgeo:NAME                          TorchGeo's multispectral weights by their TorchGeo name
+                                           (ViTSmall16_Weights.SENTINEL2_ALL_MOCO, ..._DINO, ..._MAE):
+                                           their bands and scale come with them
 
 `fetch_weights(source, backbone) -> Weights`: the local file, what it is (source, revision), and the
 pixel statistics the weights were trained with when the source states them (timm's and a timm Hub
@@ -32,7 +35,7 @@ from timm.models import get_pretrained_cfg
 
 from sslmae.digest import file_sha256
 from sslmae.model.backbone import TIMM_NAMES
-from sslmae.model.published import PUBLISHED
+from sslmae.model.published import PUBLISHED, TORCHGEO
 from sslmae.model.weights_download import WeightsError, fetch_s3, fetch_url
 from sslmae.redact import redact
 
@@ -47,6 +50,8 @@ class Weights:
     revision: str | None = None  # Hub commit, S3 / HTTP ETag
     mean: Stats = None  # pixel statistics the weights expect, when the source states them
     std: Stats = None
+    bands: tuple[str, ...] | None = None  # multispectral weights: their input channels' bands, in order
+    scale: float | None = None  # and the input they expect: DN / scale
 
     def provenance(self) -> dict[str, str]:
         """What a run records: source, revision, file name and sha256 of the file's bytes."""
@@ -173,6 +178,17 @@ def _rs(source: str, backbone: str) -> Weights:
     return Weights(path, source, etag, entry.mean, entry.std)
 
 
+def _torchgeo(source: str, backbone: str) -> Weights:
+    name = source.partition(":")[2]
+    if name not in TORCHGEO:
+        raise WeightsError(f"model.pretrained: {source}: unknown TorchGeo weights; known: {sorted(TORCHGEO)}")
+    entry = TORCHGEO[name]
+    if backbone != entry.backbone:
+        raise WeightsError(f"model.pretrained: {source} fits model.backbone={entry.backbone}, not {backbone}")
+    path, etag = fetch_url(entry.url)
+    return Weights(path, source, etag, bands=entry.bands, scale=entry.scale)
+
+
 def _url(source: str, backbone: str) -> Weights:
     path, etag = fetch_url(source)
     return Weights(path, redact(source), etag)
@@ -187,12 +203,12 @@ def _local(source: str, backbone: str) -> Weights:
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model.pretrained: {source}: no such file (sources: a file, timm:ARCH.TAG, "
-                           "hf-hub:ORG/NAME, s3://, https://, rs:NAME)")
+                           "hf-hub:ORG/NAME, s3://, https://, rs:NAME, torchgeo:NAME)")
     return Weights(path, source)
 
 
 SCHEMES: dict[str, Callable[[str, str], Weights]] = {
-    "timm": _timm, "hf-hub": _hf_hub, "rs": _rs, "s3": _s3, "https": _url, "http": _url,
+    "timm": _timm, "hf-hub": _hf_hub, "rs": _rs, "torchgeo": _torchgeo, "s3": _s3, "https": _url, "http": _url,
 }
 
 

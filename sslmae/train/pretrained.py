@@ -18,7 +18,10 @@ def settle_pretrained(cfg: Config) -> tuple[Config, dict[str, str] | None]:
         return cfg, None
     weights = fetch_weights(m.pretrained, m.backbone)
     # the same check the model's constructor makes, here before the data: a wrong file fails in seconds
-    load_pretrained(build_backbone(m.backbone, cfg.data.img_size, m.patch_size), weights.path, weights.source)
+    # (multispectral weights: on an encoder of their own bands; the data's are checked when the model is built)
+    in_chans = len(weights.bands) if weights.bands else 3
+    load_pretrained(build_backbone(m.backbone, cfg.data.img_size, m.patch_size, in_chans=in_chans), weights.path,
+                    weights.source)
     changes = {}
     if m.pixel_mean is None and m.pixel_std is None and weights.mean and weights.std:
         changes = {"model.pixel_mean": list(weights.mean), "model.pixel_std": list(weights.std)}

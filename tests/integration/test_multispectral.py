@@ -295,3 +295,65 @@ def test_eurosat_ms_class_folders_of_13_band_tiles_read_as_multiclass(tmp_path):
     ingest(str(src), tmp_path / "ssl4eo", bands=[1, 2, 3, 4, 5, 6, 7, 8, 13, 9, 10, 11, 12], log=quiet)
     assert load_dataset(tmp_path / "ssl4eo").bands.names[8] == "B13"  # EuroSAT's B8A, moved to SSL4EO's place
     assert names[12] == "B8A"
+
+
+# ------------------------------------------------------------------- TorchGeo's Sentinel-2 weights by name
+@pytest.fixture
+def torchgeo_weights(tmp_path, monkeypatch):
+    """ViTSmall16_Weights.SENTINEL2_ALL_MOCO as a file of its shapes (timm's vit_small_patch16_224,
+    13 input bands) behind an HTTP server on 127.0.0.1, the name pointing there."""
+    import http.server
+    import threading
+    from dataclasses import replace
+    from functools import partial
+
+    from sslmae.model import published
+    from sslmae.model.backbone import build_backbone
+
+    www = tmp_path / "www"
+    www.mkdir()
+    torch.manual_seed(0)
+    state = build_backbone("small", 224, 16, in_chans=13).state_dict()
+    torch.save(state, www / "moco.pth")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler,
+                                                                       directory=str(www)))
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = "ViTSmall16_Weights.SENTINEL2_ALL_MOCO"
+    monkeypatch.setitem(published.TORCHGEO, name, replace(published.TORCHGEO[name],
+                                                          url=f"http://127.0.0.1:{server.server_address[1]}/moco.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    yield f"torchgeo:{name}", state["patch_embed.proj.weight"]
+    server.shutdown()
+    server.server_close()
+
+
+def _model(source, names, adapt=False):
+    from sslmae.model.simmim import SimMIMSSLMAE
+
+    bands = Bands(tuple(names), "uint16", "all", None, None)
+    return SimMIMSSLMAE(num_classes=3, backbone="small", img_size=32, patch_size=16, mask_patch_size=16,
+                        pretrained=source, bands=bands, adapt_bands=adapt)
+
+
+SSL4EO_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+
+def test_torchgeo_sentinel2_weights_load_by_name_with_their_bands_and_scale(torchgeo_weights):
+    source, kernels = torchgeo_weights
+    model = _model(source, SSL4EO_ORDER)  # spelt B01 / B8A: the same bands as TorchGeo's B1 / B8a
+    assert torch.equal(model.encoder.patch_embed.proj.weight, kernels)
+    assert model.bands.scale == 10000.0 and model.pixel_range == ((0.0,) * 13, (10000.0,) * 13)
+    assert model.pixel_mean == (0.0,) * 13 and model.pixel_std == (1.0,) * 13  # DN / 10000, as TorchGeo's transforms
+
+
+def test_weights_of_other_bands_are_one_line_unless_adapted(torchgeo_weights):
+    source, kernels = torchgeo_weights
+    with pytest.raises(ValueError, match=r"the weights' bands \['B1', 'B2'.*'B10', 'B11', 'B12'\] are not the data's "
+                                         r"\['B01'.*'B12'\]; choose those bands \(data.bands\) or set model.adapt_bands=true"):
+        _model(source, BANDS)  # BigEarthNet's 12: no B10
+    model = _model(source, BANDS + ("VV",), adapt=True)
+    got = model.encoder.patch_embed.proj.weight
+    for i, name in enumerate(BANDS):
+        assert torch.equal(got[:, i], kernels[:, SSL4EO_ORDER.index(name)]), name
+    assert torch.allclose(got[:, 12], kernels.mean(dim=1))  # a band the weights lack: the mean kernel

@@ -97,7 +97,8 @@ def _prepare(cfg: Config, root: str | Path, source: str, unlabeled: list[str]) -
     write_marker(root, "pipeline")
     if not source:
         s = cfg.synth
-        source = str(write_synthetic(root / "synth", n=s.n, size=s.size, seed=s.seed, unlabeled=s.unlabeled))
+        source = str(write_synthetic(root / "synth", n=s.n, size=s.size, seed=s.seed, unlabeled=s.unlabeled,
+                                     bands=s.bands))
         unlabeled = unlabeled or ([str(Path(source) / POOL)] if s.unlabeled else [])
     return root, _local_path(source), [_local_path(u) for u in unlabeled]
 

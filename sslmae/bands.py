@@ -105,6 +105,14 @@ class Bands:
         return cls.from_dict(json.loads(text))
 
 
+def read_model_bands(path) -> Bands | None:
+    """The bands a model file was trained on (None: 8-bit RGB), its weights memory-mapped, not read."""
+    import torch  # late: a heavy import, here only for a model file's header
+
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return Bands.from_json(payload["bands"]) if isinstance(payload, dict) and "bands" in payload else None
+
+
 def names_of(bands: Bands | None) -> tuple[str, ...]:
     """A dataset's or model's band names; None (8-bit RGB): red, green, blue."""
     return RGB_NAMES if bands is None else bands.names

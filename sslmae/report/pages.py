@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from sslmae.report import markup, plots
+from sslmae.report.bands_section import bands_section
 
 DEFAULT_METRIC = "macro_auprc"  # PRIMARY["mlc"]; a grid's selected.json names its own
 
@@ -122,17 +123,20 @@ def _training_body(history_path: Path, label: str) -> str:
 
 
 # -- pages --------------------------------------------------------------------------
-def render_run(run_dir: Path, eval_dir: Path | None = None) -> str:
-    """The report of one training run (+ its evaluation, when eval_dir is given) as HTML."""
+def render_run(run_dir: Path, eval_dir: Path | None = None, dataset: Path | None = None) -> str:
+    """The report of one training run (+ its evaluation, when eval_dir is given; + sample tiles of a
+    dataset with bands, when `dataset` is given) as HTML."""
     run_dir = Path(run_dir)
     eval_dir = None if eval_dir is None else Path(eval_dir)
     training = _training_body(run_dir / "history.csv", run_dir.name)  # first: the required input
     sections = [_metrics_section(run_dir / "metrics.json", eval_dir), *_eval_sections(eval_dir),
                 markup.section("Training", training, "training")]
-    return markup.page(f"SSL-MAE run report: {run_dir.name}", sections)
+    bands = bands_section(run_dir / "model.pt", dataset)
+    return markup.page(f"SSL-MAE run report: {run_dir.name}", sections + ([bands] if bands else []))
 
 
-def render_grid(grid_dir: Path, eval_dir: Path | None = None, fractions: pd.DataFrame | None = None) -> str:
+def render_grid(grid_dir: Path, eval_dir: Path | None = None, fractions: pd.DataFrame | None = None,
+                dataset: Path | None = None) -> str:
     """The report of a grid search over w (trials.csv, selected.json, one folder per trial);
     eval_dir: the evaluation of the selected model; fractions: one row per (mode, labeled
     fraction) with `fraction`, `mode` and metric columns, for the label-efficiency curve."""
@@ -156,7 +160,8 @@ def render_grid(grid_dir: Path, eval_dir: Path | None = None, fractions: pd.Data
     if fractions is not None:
         sections.append(_fractions_section(fractions, metric))
     sections.append(_trials_training_section(grid_dir, trials, selected))
-    return markup.page(f"SSL-MAE grid search report: {grid_dir.name}", sections)
+    bands = bands_section(chosen_metrics.parent / "model.pt" if chosen_metrics is not None else None, dataset)
+    return markup.page(f"SSL-MAE grid search report: {grid_dir.name}", sections + ([bands] if bands else []))
 
 
 def _selection_section(trials: pd.DataFrame, selected: dict | None, selected_path: Path, metric: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from sslmae.bands import Bands
+from sslmae.bands import Bands, read_model_bands
 from sslmae.config.schema import TrackingConfig
 from sslmae.tracking.models import download_bar_only_on_a_terminal
 from sslmae.tracking.runs import mlflow_module, store_uri
@@ -55,14 +55,6 @@ def input_example(img_size: int, bands: Bands | None = None) -> pd.DataFrame:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return pd.DataFrame({"image": [buf.getvalue()]})
-
-
-def model_bands(path: str | Path) -> Bands | None:
-    """The bands a model file was trained on (None: 8-bit RGB), its weights memory-mapped, not read."""
-    import torch  # late: the tracking commands that log no model never load torch
-
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return Bands.from_json(payload["bands"]) if isinstance(payload, dict) and "bands" in payload else None
 
 
 def _band_example(img_size: int, bands: Bands) -> bytes:
@@ -102,6 +94,6 @@ def log_mlflow_model(tracking: TrackingConfig, run_id: str, model_path: str | Pa
             artifact_path=None, name=NAME, flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
             python_model=str(CODE_FILE),
             artifacts={ARTIFACT: str(model_path)}, code_paths=[str(_code_copy(Path(tmp)))],
-            signature=signature(labels), input_example=input_example(img_size, model_bands(model_path)),
+            signature=signature(labels), input_example=input_example(img_size, read_model_bands(model_path)),
             pip_requirements=requirements())
     return info.model_id

@@ -18,7 +18,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from sslmae.config.schema import TrackingConfig
 from sslmae.redact import redact
 from sslmae.report import plots
-from sslmae.tracking.mlflow_model import log_mlflow_model, model_bands
+from sslmae.bands import read_model_bands
+from sslmae.tracking.mlflow_model import log_mlflow_model
 from sslmae.tracking.lineage import lineage_tags, log_dataset, record_run, recorded_run_id, run_label
 from sslmae.tracking.runs import environment, flat_params, log_files, log_plots, store_uri
 
@@ -67,7 +68,7 @@ def log_train_end(logger: MLFlowLogger | None, tracking: TrackingConfig, out: Pa
     run_id = logger.run_id
     log_files(tracking, run_id, {"metrics": out / "metrics.json", "history": out / "history.csv"})
     log_mlflow_model(tracking, run_id, out / "model.pt", labels, img_size)  # the model file inside an MLflow Model: stored once
-    bands = model_bands(out / "model.pt")
+    bands = read_model_bands(out / "model.pt")
     if bands is not None:  # what the served model normalises with, readable without the model file
         logger.experiment.set_tag(run_id, "sslmae.bands", f"{','.join(bands.names)} ({bands.dtype}, {bands.rule})")
         logger.experiment.log_dict(run_id, json.loads(bands.to_json()), "bands.json")

@@ -176,6 +176,15 @@ def test_twelve_bands_train_evaluate_and_predict_geotiffs(ms_source, ms_dataset,
     assert main(["evaluate", *args, "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0 <= metrics["macro_auprc"] <= 1
+    # the report: the bands, their statistics, a false-colour composite and histograms of sample tiles
+    assert main(["report", "--run", str(tmp_path / "train"), "--eval", str(tmp_path / "eval"), "--dataset", str(out),
+                 "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    section = page[page.index('<section id="bands">'):]
+    assert "B08 / B04 / B03 as red / green / blue" not in section  # figure text is pixels, not HTML
+    assert section.count("data:image/png;base64,") == 2 and "<th>p98</th>" in section and "<td>B8A</td>" in section
+    assert main(["report", "--run", str(tmp_path / "train"), "--out", str(tmp_path / "nodata.html")]) == 0
+    assert "no dataset given (--dataset): sample tiles and histograms skipped" in (tmp_path / "nodata.html").read_text()
     # predict on the source GeoTIFFs and on the ingested dataset: the same scores for the same tiles
     assert main(["predict", "--model", str(tmp_path / "train" / "model.pt"), "--input", str(ms_source / "images"),
                  "--out", str(tmp_path / "tifs.csv")]) == 0
@@ -357,3 +366,10 @@ def test_weights_of_other_bands_are_one_line_unless_adapted(torchgeo_weights):
     for i, name in enumerate(BANDS):
         assert torch.equal(got[:, i], kernels[:, SSL4EO_ORDER.index(name)]), name
     assert torch.allclose(got[:, 12], kernels.mean(dim=1))  # a band the weights lack: the mean kernel
+
+
+def test_an_rgb_run_has_no_bands_section(tiny_run, synth_dir, tmp_path):
+    from sslmae.report.build import build_report
+
+    page = build_report(tmp_path / "r.html", run_dir=tiny_run, dataset=synth_dir).read_text()
+    assert 'id="bands"' not in page

@@ -5,7 +5,11 @@ same bounded training from shards on an S3 server and from image files with the 
 
     python bench/bench_scale.py [--sizes 10000 200000] [--train-sizes 10000] [--train-steps 50]
                                 [--compare-sizes 10000] [--labeled 1000] [--workers 2] [--note TEXT]
-                                [--work DIR [--reuse]] [--out bench/results]
+                                [--bands 12] [--work DIR [--reuse]] [--out bench/results]
+
+With --bands C (> 3) the tiles are 120 px uint16 GeoTIFFs of C bands (Sentinel-2-like DN, blocky as
+the JPEG ones), ingested with their bands (data.bands auto: all) and trained on at C channels; the
+results file is scale_bands<C>_<date>.json.
 
 For each N: N tiles in the labels-csv layout (random pixels: no two alike), then, each as its own
 process (its peak RSS is its own `ru_maxrss`):
@@ -77,33 +81,47 @@ LABELS = [f"class{i:02d}" for i in range(43)]
 SIZE = 120
 
 
-def _tiles(args: tuple[Path, int, int]) -> list[str]:
-    """Write tiles [start, stop) as JPEGs; their labels.csv lines."""
-    folder, start, stop = args
+def _write_geotiff(path: Path, cube: np.ndarray) -> None:
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=len(cube), dtype="uint16",
+                       crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(cube)
+
+
+def _tiles(args: tuple[Path, int, int, int]) -> list[str]:
+    """Write tiles [start, stop) as JPEGs (bands 3) or uint16 GeoTIFFs of `bands` bands; their
+    labels.csv lines."""
+    folder, start, stop, bands = args
     lines = []
     for i in range(start, stop):
         rng = np.random.default_rng(i)
-        img = rng.integers(0, 256, (SIZE // 8, SIZE // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-        Image.fromarray(img).save(folder / "images" / f"tile{i:07d}.jpg", quality=85)
+        if bands == 3:
+            img = rng.integers(0, 256, (SIZE // 8, SIZE // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+            Image.fromarray(img).save(folder / "images" / f"tile{i:07d}.jpg", quality=85)
+        else:  # Sentinel-2-like reflectance DN, blocky as the JPEG tiles
+            cube = rng.integers(1, 10000, (bands, SIZE // 8, SIZE // 8), dtype=np.uint16).repeat(8, 1).repeat(8, 2)
+            _write_geotiff(folder / "images" / f"tile{i:07d}.tif", cube)
         positives = set(rng.choice(len(LABELS), size=rng.integers(1, 5), replace=False).tolist()) | {i % len(LABELS)}
         lines.append(f"tile{i:07d}," + ",".join("1" if j in positives else "0" for j in range(len(LABELS))))
     return lines
 
 
-def make_pool(folder: Path, first: int, n: int, workers: int) -> Path:
+def make_pool(folder: Path, first: int, n: int, workers: int, bands: int = 3) -> Path:
     """n tiles numbered from `first` (after the labeled ones: other pixels) with no labels: an archive."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
     step = 2000
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_tiles, [(folder, s, min(s + step, first + n)) for s in range(first, first + n, step)]))
+        list(pool.map(_tiles, [(folder, s, min(s + step, first + n), bands) for s in range(first, first + n, step)]))
     return folder
 
 
-def make_source(folder: Path, n: int, workers: int) -> Path:
+def make_source(folder: Path, n: int, workers: int, bands: int = 3) -> Path:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     step = 2000
     with ProcessPoolExecutor(workers) as pool:
-        parts = pool.map(_tiles, [(folder, s, min(s + step, n)) for s in range(0, n, step)])
+        parts = pool.map(_tiles, [(folder, s, min(s + step, n), bands) for s in range(0, n, step)])
         lines = [line for part in parts for line in part]
     (folder / "labels.csv").write_text("image," + ",".join(LABELS) + "\n" + "\n".join(lines) + "\n")
     return folder
@@ -316,6 +334,8 @@ def main() -> int:
                     help="> 0: each N is an unlabeled pool of N tiles beside this many labeled ones (data.unlabeled); "
                          "the split labels every labeled training tile and the pool is `unlabeled`")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--bands", type=int, default=3,
+                    help="3: RGB JPEG tiles; more: uint16 GeoTIFFs of that many bands (ingested with data.bands=all)")
     ap.add_argument("--reuse", action="store_true",
                     help="with --work: a shard dataset and split of N already there are trained on as they are "
                          "(no ingest or split figures; --compare-sizes still ingests its own)")
@@ -337,10 +357,10 @@ def main() -> int:
                 src, ds, split = work / f"labeled{args.labeled}", work / f"ds{n}+pool", work / f"split{n}+pool.csv"
                 pool = ["--unlabeled", f"[{work / f'pool{n}'}]"]
                 if not (work / f"pool{n}" / "images").is_dir():
-                    make_pool(work / f"pool{n}", args.labeled, n, args.workers)
+                    make_pool(work / f"pool{n}", args.labeled, n, args.workers, args.bands)
             reused = args.reuse and (ds / "manifest.parquet").is_file() and split.is_file()
             if not (src / "labels.csv").is_file() and (not reused or n in args.compare_sizes):
-                make_source(src, args.labeled or n, args.workers)
+                make_source(src, args.labeled or n, args.workers, args.bands)
             if not reused:
                 ing = child(["ingest", str(src), "--out", str(ds), "--format", "shards",
                              "--workers", str(args.workers + 2), *pool])
@@ -372,12 +392,15 @@ def main() -> int:
                 rows += compare_rows(n, src, work, split, args, work / f"s3-{n}")
     report = {"date": dt.date.today().isoformat(),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-              "cpu": cpu_model(), "tile": f"{SIZE} px JPEG, {len(LABELS)} labels", "workers": args.workers,
+              "cpu": cpu_model(), "workers": args.workers,
+              "tile": (f"{SIZE} px JPEG" if args.bands == 3 else f"{SIZE} px uint16 GeoTIFF, {args.bands} bands")
+              + f", {len(LABELS)} labels",
               "train_steps": args.train_steps, "rows": rows}
     if args.note:
         report["note"] = args.note
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / f"scale{'_pool' if args.labeled else ''}_{report['date']}.json", report)
+    kind = ("_pool" if args.labeled else "") + (f"_bands{args.bands}" if args.bands != 3 else "")
+    write_json(args.out / f"scale{kind}_{report['date']}.json", report)
     return 0
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from sslmae.bands import Bands
@@ -90,8 +89,9 @@ class BandPixels:
         return (self.channels, size, size)
 
     def decode(self, source: Path | bytes, size: int) -> np.ndarray:
-        """A stored (C, H, W) .npy -> (C, size, size) at the dataset's dtype: bilinear with antialiasing
-        (as Pillow's bilinear resize of RGB), integers rounded and clipped to their range."""
+        """A stored (C, H, W) .npy -> (C, size, size) at the dataset's dtype: each band resized as the RGB
+        rule resizes (Pillow's bilinear, which widens its filter when it shrinks), on 32-bit floats,
+        integers then rounded and clipped to their range."""
         arr = np.load(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source, allow_pickle=False)
         if arr.ndim != 3 or arr.shape[0] != self.channels or arr.dtype.name != self.dtype:
             raise ValueError(f"{source if isinstance(source, Path) else 'stored image'}: shape {arr.shape} of "
@@ -102,8 +102,8 @@ class BandPixels:
         """(C, H, W) -> (C, size, size), same dtype (decode's rule)."""
         if arr.shape[1:] == (size, size):
             return arr
-        t = F.interpolate(torch.from_numpy(arr.astype(np.float32))[None], size=(size, size), mode="bilinear",
-                          antialias=True, align_corners=False)[0].numpy()
+        t = np.stack([np.asarray(Image.fromarray(band.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
+                      for band in arr])
         if np.dtype(self.dtype).kind in "ui":
             info = np.iinfo(self.dtype)
             t = np.clip(np.rint(t), info.min, info.max)

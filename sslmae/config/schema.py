@@ -166,6 +166,8 @@ class LossConfig(Section):
     learn_w: bool = False  # w = sigmoid(theta), theta initialised so that w starts at `w`
     w_lr: float = Field(1e-2, gt=0.0)
     baseline_mask: bool = True  # supervised_baseline masks its input and pools visible tokens (the authors)
+    # L_rec's weight of each band (a dataset's bands, in the model's order); None: equal
+    band_weights: Optional[Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1)]] = None
 
 
 class TrainConfig(Section):

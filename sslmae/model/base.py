@@ -56,6 +56,7 @@ class SSLMAE(nn.Module):
         pixel_std: tuple[float, ...] | None = None,
         bands: Bands | None = None,
         adapt_bands: bool = False,
+        band_weights: tuple[float, ...] | None = None,
     ):
         super().__init__()
         self.task, self.mode = task, MODES[mode]
@@ -82,6 +83,11 @@ class SSLMAE(nn.Module):
         default_mean, default_std = bands.unit_moments() if bands is not None else (MEAN, STD)
         self.pixel_mean = tuple(pixel_mean or default_mean)
         self.pixel_std = tuple(pixel_std or default_std)
+        if band_weights is not None and (len(band_weights) != self.in_chans or not sum(band_weights) > 0):
+            raise ValueError(f"loss.band_weights: {len(band_weights)} weights (summing to {sum(band_weights):g}) for "
+                             f"{self.in_chans} bands {list(names_of(bands))}: give one per band, not all 0")
+        self.register_buffer("band_weights", torch.tensor(band_weights, dtype=torch.float32)
+                             if band_weights is not None else None, persistent=False)
         if len(self.pixel_mean) != self.in_chans or len(self.pixel_std) != self.in_chans:
             raise ValueError(f"model.pixel_mean / pixel_std: {len(self.pixel_mean)} / {len(self.pixel_std)} values "
                              f"for {self.in_chans} bands {list(bands.names) if bands else ['red', 'green', 'blue']}")
@@ -96,7 +102,8 @@ class SSLMAE(nn.Module):
                     mask_patch_size=model.mask_patch_size, mask_count=model.mask_count, rec_loss=model.rec_loss,
                     rec_target=model.rec_target, head=model.head, baseline_mask=loss.baseline_mask, w=loss.w,
                     learn_w=loss.learn_w, drop_path=model.drop_path, pretrained=model.pretrained,
-                    pixel_mean=model.pixel_mean, pixel_std=model.pixel_std, adapt_bands=model.adapt_bands)
+                    pixel_mean=model.pixel_mean, pixel_std=model.pixel_std, adapt_bands=model.adapt_bands,
+                    band_weights=tuple(loss.band_weights) if loss.band_weights is not None else None)
 
     @property
     def embed_dim(self) -> int:
@@ -169,5 +176,5 @@ class SSLMAE(nn.Module):
             return {"loss": l_cls, "l_rec": imgs.new_zeros(()), "l_cls": l_cls, "w": w, "recon": None}
         pixel_mask = mask_to_pixels(mask, self.patch_size).float()
         target = self.rec_target(imgs, imgs if raw is None else raw)
-        l_rec = self.rec_loss(recon.float(), target.float(), pixel_mask, self.patch_size)
+        l_rec = self.rec_loss(recon.float(), target.float(), pixel_mask, self.patch_size, self.band_weights)
         return {"loss": (1 - w) * l_rec + w * l_cls, "l_rec": l_rec, "l_cls": l_cls, "w": w, "recon": recon}

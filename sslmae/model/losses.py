@@ -10,24 +10,36 @@ import torch.nn.functional as F
 from sslmae.model.patches import patchify
 
 
-def l1_masked(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """SimMIM's loss: mean absolute error over the pixels of masked patches.
+def l1_masked(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int,
+              band_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """SimMIM's loss: mean absolute error over the pixels of masked patches, every band.
 
-    pred, target: (N, 3, H, W);  pixel_mask: (N, 1, H, W), 1 is masked.
+    pred, target: (N, C, H, W);  pixel_mask: (N, 1, H, W), 1 is masked;  band_weights: (C,) or None
+    (equal): the weighted mean over bands of each band's mean error.
     """
     err = (pred - target).abs() * pixel_mask
-    return err.sum() / (pixel_mask.sum() * pred.shape[1]).clamp_min(1e-5)
+    if band_weights is None:
+        return err.sum() / (pixel_mask.sum() * pred.shape[1]).clamp_min(1e-5)
+    w = band_weights.to(err.dtype)
+    return (err.sum(dim=(0, 2, 3)) * w).sum() / (pixel_mask.sum() * w.sum()).clamp_min(1e-5)
 
 
-def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+def mse_norm_pix(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor, patch_size: int,
+                 band_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The authors' later code (src/models/mae/model.py:91-99 at 800df98): MSE against the target's
     per-patch normalised pixels, (t - mean) / (std + 1e-6) with the unbiased std, masked patches only.
 
-    pred, target: (N, 3, H, W);  pixel_mask: (N, 1, H, W), 1 is masked (whole patches)."""
+    pred, target: (N, C, H, W);  pixel_mask: (N, 1, H, W), 1 is masked (whole patches);
+    band_weights: (C,) or None (equal): each patch's error the weighted mean of its bands' errors."""
     p = patch_size
-    t = patchify(target, p)  # (N, L, 3*p*p)
+    t = patchify(target, p)  # (N, L, C*p*p), channel first within a patch
     t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True).sqrt() + 1e-6)
-    err = ((patchify(pred, p) - t) ** 2).mean(-1)  # (N, L)
+    sq = (patchify(pred, p) - t) ** 2
+    if band_weights is None:
+        err = sq.mean(-1)  # (N, L)
+    else:
+        w = band_weights.to(sq.dtype)
+        err = (sq.unflatten(-1, (pred.shape[1], p * p)).mean(-1) * w).sum(-1) / w.sum()
     m = patchify(pixel_mask, p)[:, :, 0].to(err.dtype)  # (N, L): a patch's first pixel says
     return (err * m).sum() / m.sum().clamp_min(1e-5)
 

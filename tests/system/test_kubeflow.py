@@ -174,11 +174,14 @@ def test_entrypoint_runs_two_nodes_from_the_operator_environment(tmp_path, synth
 
 @pytest.mark.slow
 def test_run_local_executes_the_whole_dag_and_registers_a_champion(tmp_path, mlflow_server, monkeypatch):
+    """On the 12-band synthetic set, by params alone (synth.bands=12; data.bands auto takes all 12): the RGB
+    DAG runs in the newcomer's test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
     exp, model = f"kfp-{tmp_path.name}", f"kfp-model-{tmp_path.name}"
     assert main(["pipeline", "run-local", "--params", str(REPO / "params.yaml"), "--root", str(tmp_path / "kfp"),
-                 f"tracking.experiment={exp}", f"tracking.registered_model={model}", "grid.trials=[w0.3, learned]"]) == 0
+                 f"tracking.experiment={exp}", f"tracking.registered_model={model}", "grid.trials=[w0.3, learned]",
+                 "synth.bands=12"]) == 0
     client = MlflowClient(tracking_uri=mlflow_server)
     assert int(client.get_model_version_by_alias(model, "champion").version) == 1
     runs = client.search_runs([client.get_experiment_by_name(exp).experiment_id])
@@ -186,6 +189,8 @@ def test_run_local_executes_the_whole_dag_and_registers_a_champion(tmp_path, mlf
     assert kinds.count("train") == 2 and "grid" in kinds and "promote" in kinds  # fan-out and fan-in ran
     trained = [r.data.tags for r in runs if r.data.tags["sslmae.kind"] == "train"]
     assert all(t["sslmae.data.pool"] == "48" for t in trained), trained  # the embedded pool, synth.unlabeled=48
+    assert all(t["sslmae.bands"].startswith("B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12 (uint16, all)")
+               for t in trained), trained
     reports = list((tmp_path / "kfp").rglob("page"))
     assert reports and "<html" in reports[0].read_text()[:200].lower()
 

@@ -110,3 +110,23 @@ def test_images_and_a_model_with_other_bands_are_one_line_naming_both():
     with pytest.raises(BandsError, match=r"data: the images have bands \['red', 'green', 'blue'\] \(uint8\), "
                                          r"the model was trained on \['B04', 'B08'\] \(uint16\)"):
         check_same(None, _bands(), "data")
+
+
+def test_band_weights_weigh_each_bands_reconstruction_error_and_equal_weights_change_nothing():
+    from sslmae.model.losses import l1_masked, mse_norm_pix
+
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 4, 8, 8), torch.rand(2, 4, 8, 8)
+    mask = (torch.rand(2, 1, 8, 8) < 0.5).float()
+    for loss in (l1_masked, mse_norm_pix):
+        assert torch.allclose(loss(pred, target, mask, 4, torch.ones(4)), loss(pred, target, mask, 4), atol=1e-6)
+        only_first = loss(pred, target, mask, 4, torch.tensor([1.0, 0, 0, 0]))
+        assert torch.allclose(only_first, loss(pred[:, :1], target[:, :1], mask, 4) if loss is l1_masked else only_first)
+        assert not torch.allclose(only_first, loss(pred, target, mask, 4))
+
+
+def test_band_weights_must_be_one_per_band():
+    from sslmae.model.simmim import SimMIMSSLMAE
+
+    with pytest.raises(ValueError, match=r"loss.band_weights: 2 weights \(summing to 2\) for 3 bands \['red', 'green', 'blue'\]"):
+        SimMIMSSLMAE(num_classes=2, backbone="micro", img_size=16, patch_size=4, mask_patch_size=8, band_weights=(1.0, 1.0))

@@ -138,8 +138,10 @@ def test_on_off_yes_no_stay_strings_as_dvc_reads_them(tmp_path):
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_load(recipe):
     cfg = load_config(recipe)
-    # the authors' recipe starts from their weights by name, as they do; the others from random init
-    start = "timm:deit_base_distilled_patch16_224.fb_in1k" if recipe.name == "authors.yaml" else None
+    # the authors' recipe starts from their weights by name, as they do; the Sentinel-2 one from TorchGeo's
+    # SSL4EO-S12 weights; the others from random init
+    start = {"authors.yaml": "timm:deit_base_distilled_patch16_224.fb_in1k",
+             "sentinel2.yaml": "torchgeo:ViTSmall16_Weights.SENTINEL2_ALL_MOCO"}.get(recipe.name)
     assert cfg.model.pretrained == start
 
 

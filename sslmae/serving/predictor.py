@@ -77,12 +77,11 @@ def _checked(items: list, what: str) -> list:
 
 
 def _v2_tensor(inputs: dict[str, tuple], scorer: Scorer) -> list[np.ndarray] | None:
-    """A model with bands, sent its bands as a tensor: the images (C, S, S); else None (encoded images)."""
-    if INPUT not in inputs or inputs[INPUT][0] == "BYTES":
+    """A model with bands, sent its bands as a tensor: the images (C, S, S); else None (encoded images,
+    which an RGB model alone reads)."""
+    if INPUT not in inputs or inputs[INPUT][0] == "BYTES" or scorer.bands is None:
         return None
     datatype, data, *shape = inputs[INPUT]
-    if scorer.bands is None:
-        raise BadRequest(f"input {INPUT!r}: datatype {datatype}; this model reads encoded images: datatype BYTES")
     shape = shape[0] if shape else np.shape(data)
     try:
         return _checked(band_tensor(data, datatype, shape, scorer.bands, scorer.img_size, f"input {INPUT!r}"),

@@ -1,7 +1,7 @@
 """The embedded synthetic dataset as Sentinel-2-like multispectral tiles: 12 bands (BigEarthNet's,
 in TorchGeo's order), 16-bit reflectance DN (10000 x reflectance), written as GeoTIFF.
 
-Each scene is the RGB scene of `sslmae.datasets.synth.render` (its eight visible labels) seen in 12
+Each scene is the RGB scene of `sslmae.datasets.scenes.render` (its eight visible labels) seen in 12
 bands, plus two labels no visible band shows:
 - `irrigated`: a soft region whose near-infrared (B05-B8A) rises and short-wave infrared (B11, B12)
   falls, as watered vegetation does, while B02-B04 stay as they were;
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sslmae.datasets.synth import render
+from sslmae.datasets.scenes import render
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 HIDDEN = ("irrigated", "mineral")

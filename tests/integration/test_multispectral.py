@@ -373,3 +373,19 @@ def test_an_rgb_run_has_no_bands_section(tiny_run, synth_dir, tmp_path):
 
     page = build_report(tmp_path / "r.html", run_dir=tiny_run, dataset=synth_dir).read_text()
     assert 'id="bands"' not in page
+
+
+@pytest.mark.slow
+def test_a_bigearthnet_folder_as_shards_trains_on_its_twelve_bands(tmp_path):
+    src = tmp_path / "ben"
+    for k in range(16):
+        patch = f"S2A_MSIL2A_{k:02d}"
+        _ben_patch(src / patch, patch, k)
+        labels = [["Urban"], ["Forest"], ["Urban", "Forest"], ["Water"]][k % 4]
+        (src / patch / f"{patch}_labels_metadata.json").write_text(json.dumps({"labels": labels}))
+    ingest(str(src), tmp_path / "ds", format="shards", bands="all", log=quiet)
+    split_dataset(tmp_path / "ds", tmp_path / "split.csv", fraction=0.5, val=0.25, test=0.25, seed=0)
+    args = [a for a in tiny_overrides(tmp_path, tmp_path / "ds", tmp_path / "split.csv") if "img_size" not in a]
+    assert main(["train", *args, "data.img_size=24", "train.epochs=1"]) == 0
+    model = load_model(tmp_path / "train" / "model.pt")[0]
+    assert model.bands.names == BANDS and model.bands.stats.pixels > 0 and model.in_chans == 12

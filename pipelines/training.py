@@ -190,7 +190,7 @@ def build_pipeline(default_params: dict, res: "Resources | None" = None, name: s
         with dsl.If(deploy == True):  # noqa: E712  (a KFP condition, not a Python comparison)
             served = _cluster(deploy_champion(service=res.serving(), decision=gate.outputs["decision"]), res)
             served.set_caching_options(False)  # the cluster changes between runs
-        _cluster(report(params=params, selected=chosen.outputs["selected"], evaluation=tested.outputs["evaluation"]),
-                 res, mlflow=True)
+        _cluster(report(params=params, selected=chosen.outputs["selected"], evaluation=tested.outputs["evaluation"],
+                        dataset=dataset), res, mlflow=True, s3=True, scratch=True)
 
     return training

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from sslmae.atomic import write_json
+from sslmae.bands import read_model_bands
 from sslmae.config import Config, from_dict, updated
 from sslmae.datasets.ingest import ingest
 from sslmae.datasets.sources import fetch_file_if_exists, publish_file, source_kind
@@ -236,9 +237,14 @@ def register_promote_step(params: dict, model_file: str, metrics_file: str, data
 
 
 @masked_output
-def report_step(select_dir: str, eval_dir: str, out_file: str, params: dict | None = None) -> str:
-    """The HTML report, also logged to the grid's MLflow parent run when params track."""
-    page = build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir)
+def report_step(select_dir: str, eval_dir: str, out_file: str, params: dict | None = None, dataset_dir: str = "") -> str:
+    """The HTML report (with the dataset: sample tiles of a model with bands), also logged to the grid's
+    MLflow parent run when params track. The dataset is resolved (fetched, when a reference to a
+    folder dataset) only for a model with bands."""
+    model = Path(select_dir) / "model.pt"
+    with_bands = bool(dataset_dir) and model.is_file() and read_model_bands(model) is not None
+    page = build_report(out_file, grid_dir=select_dir, eval_dir=eval_dir,
+                        dataset=local_dataset(dataset_dir) if with_bands else None)
     if params is not None:
         log_report(config_for(params).tracking, Path(select_dir), page)
     return str(page)

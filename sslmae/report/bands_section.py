@@ -5,6 +5,7 @@ composite and per-band histograms of sample tiles. An RGB model has no such sect
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +28,22 @@ def _stats_table(bands: Bands) -> pd.DataFrame:
     return table
 
 
-def _samples(dataset: Path, bands: Bands) -> tuple[np.ndarray, list[str]]:
-    """(tiles (N, C, H, W) at their stored size, ids) of the dataset's first images."""
+def _samples(dataset: Path | str, bands: Bands) -> tuple[np.ndarray, list[str]]:
+    """(tiles (N, C, H, W) at their stored size, ids) of the dataset's first images (a remote shard
+    dataset's first shard through a temporary cache)."""
     data = load_dataset(dataset)
     pixels = pixels_for(data.bands)
-    reader = shard_reader(data, None, 2**30)
     rows = range(min(SAMPLES, len(data.ids)))
-    arrays = [np.load(data.paths[i] if reader is None else io.BytesIO(reader.image(i)), allow_pickle=False)
-              for i in rows]
+    with tempfile.TemporaryDirectory(prefix="sslmae-report-") as cache:
+        reader = shard_reader(data, cache, 2**30)
+        arrays = [np.load(data.paths[i] if reader is None else io.BytesIO(reader.image(i)), allow_pickle=False)
+                  for i in rows]
     side = min(min(a.shape[1:]) for a in arrays)
     tiles = np.stack([pixels.resize(a, side) for a in arrays])
     return tiles, [data.ids[i] for i in rows]
 
 
-def bands_section(model_path: Path | None, dataset: Path | None) -> str | None:
+def bands_section(model_path: Path | None, dataset: Path | str | None) -> str | None:
     """The section's HTML, or None when the model is RGB (or there is no model file)."""
     if model_path is None or not Path(model_path).is_file():
         return None
@@ -59,7 +62,7 @@ def bands_section(model_path: Path | None, dataset: Path | None) -> str | None:
         if data_bands is None or data_bands.names != bands.names:
             body += markup.note(f"{dataset} does not have the model's bands: sample tiles skipped")
         else:
-            tiles, ids = _samples(Path(dataset), bands)
+            tiles, ids = _samples(dataset, bands)
             body += markup.img(band_figures.composite(tiles, bands, ids), "false-colour composite of sample tiles")
             body += markup.img(band_figures.histograms(tiles, bands), "per-band histograms of sample tiles")
             body += markup.source(dataset)

@@ -22,12 +22,12 @@ def build_report(out: str | Path, run_dir: str | Path | None = None, grid_dir: s
     claim_file(out, "report", is_report)  # before any work
     ev = Path(eval_dir) if eval_dir else None
     if run_dir is not None:
-        page = render_run(Path(run_dir), ev, Path(dataset) if dataset else None)
+        page = render_run(Path(run_dir), ev, dataset or None)
     else:
         table = None
         if fractions is not None:
             if not Path(fractions).is_file():
                 raise FileNotFoundError(f"{fractions}: label-fraction table not found")
             table = pd.read_csv(fractions)
-        page = render_grid(Path(grid_dir), ev, table, Path(dataset) if dataset else None)
+        page = render_grid(Path(grid_dir), ev, table, dataset or None)
     return write_report(page, Path(out))

@@ -76,11 +76,11 @@ def test_train_tasks_request_gpus_shm_retries_and_caching(compiled):
     secrets = {s["secretName"] for s in k8s["exec-ingest"]["secretAsEnv"]}
     assert secrets == {"sslmae-s3"}
     # the dataset may come by reference from the store: every step that reads it gets the S3 keys
-    for step in ("exec-split", "exec-train-trial", "exec-evaluate", "exec-register-and-promote"):
+    for step in ("exec-split", "exec-train-trial", "exec-evaluate", "exec-register-and-promote", "exec-report"):
         assert "sslmae-s3" in {s["secretName"] for s in k8s[step]["secretAsEnv"]}, step
         assert any(m["mountPath"] == "/scratch" and m["sizeLimit"] for m in k8s[step]["emptyDirMounts"]), step
     assert {s["secretName"] for s in k8s["exec-register-and-promote"]["secretAsEnv"]} == {"sslmae-mlflow", "sslmae-s3"}
-    assert {s["secretName"] for s in k8s["exec-report"]["secretAsEnv"]} == {"sslmae-mlflow"}
+    assert {s["secretName"] for s in k8s["exec-report"]["secretAsEnv"]} == {"sslmae-mlflow", "sslmae-s3"}
 
 
 def test_the_run_id_and_store_reach_the_trials(compiled):
@@ -193,6 +193,8 @@ def test_run_local_executes_the_whole_dag_and_registers_a_champion(tmp_path, mlf
                for t in trained), trained
     reports = list((tmp_path / "kfp").rglob("page"))
     assert reports and "<html" in reports[0].read_text()[:200].lower()
+    bands = reports[0].read_text().split('<section id="bands">')[1]  # the 12 bands, their statistics, sample tiles
+    assert "<td>B8A</td>" in bands and bands.count("data:image/png;base64,") == 2
 
 
 def test_the_pipeline_takes_unlabeled_sources_as_an_input(compiled, tmp_path):

@@ -7,8 +7,8 @@ same bounded training from shards on an S3 server and from image files with the 
                                 [--compare-sizes 10000] [--labeled 1000] [--workers 2] [--note TEXT]
                                 [--bands 12] [--work DIR [--reuse]] [--out bench/results]
 
-With --bands C (> 3) the tiles are 120 px uint16 GeoTIFFs of C bands (Sentinel-2-like DN, blocky as
-the JPEG ones), ingested with their bands (data.bands auto: all) and trained on at C channels; the
+With --bands C (> 3) the tiles are 120 px uint16 deflate GeoTIFFs of C bands (Sentinel-2-like DN,
+blocky as the JPEG ones), ingested with their bands (data.bands auto: all) and trained on at C channels; the
 results file is scale_bands<C>_<date>.json.
 
 For each N: N tiles in the labels-csv layout (random pixels: no two alike), then, each as its own
@@ -86,7 +86,7 @@ def _write_geotiff(path: Path, cube: np.ndarray) -> None:
     from affine import Affine
 
     with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=len(cube), dtype="uint16",
-                       crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+                       crs="EPSG:32633", transform=Affine(10, 0, 0, 0, -10, 0), compress="deflate") as dst:
         dst.write(cube)
 
 

@@ -100,6 +100,9 @@ class DataConfig(Section):
     # once per epoch (a remote dataset through a cache of whole shards); files: any image, any order
     loading: Literal["auto", "files", "stream"] = "auto"
     stream_cache_bytes: Int = free_field(8 * 2**30, ge=1)  # local cache of a remote dataset's shards
+    # a dataset's band statistics: from all training images up to this many, else a seeded sample (whole
+    # shards of a shard dataset) of about this many (sslmae.loading.band_stats)
+    band_stats_images: Int = Field(10_000, ge=1)
     # decode once into <cache_dir>/<key>.npy (uint8, rebuilt when a file or img_size changes)
     cache: bool = free_field(True)
     cache_dir: str = free_field("data/cache", min_length=1, pattern=r"\S")

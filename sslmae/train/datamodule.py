@@ -106,13 +106,15 @@ class SSLDataModule(L.LightningDataModule):
 
     def bands(self) -> Bands | None:
         """The dataset's bands with the statistics of this run's training images (labeled, hidden-label
-        and pool sides), computed once (sslmae.loading.band_stats); None for 8-bit RGB data."""
+        and pool sides; a sample beyond data.band_stats_images), computed once (sslmae.loading.band_stats);
+        None for 8-bit RGB data."""
         self.setup()
         if self.data.bands is None:
             return None
         if self._bands is None:
             rows = np.flatnonzero(np.isin(self.subsets, ("labeled", "unlabeled")))
-            self._bands = training_band_stats(self.data, rows, self.section.img_size, self.image_cache(), self.reader)
+            self._bands = training_band_stats(self.data, rows, self.section.img_size, self.image_cache(), self.reader,
+                                              cap=self.section.band_stats_images)
         return self._bands
 
     @property

@@ -165,8 +165,9 @@ def test_the_cache_keeps_the_source_dtype(ms_dataset, tmp_path):
 def test_twelve_bands_train_evaluate_and_predict_geotiffs(ms_source, ms_dataset, tmp_path):
     out, split = ms_dataset
     args = tiny_overrides(tmp_path, out, split)
-    assert main(["train", *args, "train.epochs=1"]) == 0
+    assert main(["train", *args, "train.epochs=1", "data.band_stats_images=10"]) == 0
     model, cfg, labels, _ = load_model(tmp_path / "train" / "model.pt")
+    assert model.bands.stats.pixels == 10 * 32 * 32  # statistics of a sample of 10 training tiles (the cap)
     assert model.in_chans == 12 and model.bands.names == BANDS and model.bands.stats is not None
     assert model.encoder.patch_embed.proj.weight.shape[1] == 12
     stats = model.bands.stats

@@ -130,3 +130,16 @@ def test_band_weights_must_be_one_per_band():
 
     with pytest.raises(ValueError, match=r"loss.band_weights: 2 weights \(summing to 2\) for 3 bands \['red', 'green', 'blue'\]"):
         SimMIMSSLMAE(num_classes=2, backbone="micro", img_size=16, patch_size=4, mask_patch_size=8, band_weights=(1.0, 1.0))
+
+
+def test_statistics_beyond_the_cap_come_from_a_seeded_sample_of_whole_shards():
+    from sslmae.loading.band_stats import sample_rows
+
+    rows = np.arange(0, 1000, 2)  # the training rows: every other image
+    assert np.array_equal(sample_rows(rows, 500), rows)
+    picked = sample_rows(rows, 100, seed=3)
+    assert len(picked) == 100 and set(picked) <= set(rows) and np.array_equal(picked, sample_rows(rows, 100, seed=3))
+    shard_of = np.arange(1000) // 100  # 10 shards of 100 images, 50 training images each
+    whole = sample_rows(rows, 120, shard_of)
+    assert len(whole) == 150 and len(set(shard_of[whole])) == 3  # whole shards until the cap is reached
+    assert all((shard_of[whole] == s).sum() == 50 for s in set(shard_of[whole]))

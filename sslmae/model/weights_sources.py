@@ -167,25 +167,26 @@ def _timm(source: str, backbone: str) -> Weights:
     raise WeightsError(f"model.pretrained: {source}: timm publishes no file for these weights")
 
 
-def _rs(source: str, backbone: str) -> Weights:
+def _named(source: str, backbone: str, table: dict, what: str):
+    """(entry, local path, ETag) of `source`'s name in `table` (rs: or torchgeo:), fetched by its URL;
+    a name the table lacks, or weights of another backbone, is a WeightsError."""
     name = source.partition(":")[2]
-    if name not in PUBLISHED:
-        raise WeightsError(f"model.pretrained: {source}: unknown remote-sensing weights; known: {sorted(PUBLISHED)}")
-    entry = PUBLISHED[name]
+    if name not in table:
+        raise WeightsError(f"model.pretrained: {source}: unknown {what}; known: {sorted(table)}")
+    entry = table[name]
     if backbone != entry.backbone:
         raise WeightsError(f"model.pretrained: {source} fits model.backbone={entry.backbone}, not {backbone}")
     path, etag = fetch_url(entry.url)
+    return entry, path, etag
+
+
+def _rs(source: str, backbone: str) -> Weights:
+    entry, path, etag = _named(source, backbone, PUBLISHED, "remote-sensing weights")
     return Weights(path, source, etag, entry.mean, entry.std)
 
 
 def _torchgeo(source: str, backbone: str) -> Weights:
-    name = source.partition(":")[2]
-    if name not in TORCHGEO:
-        raise WeightsError(f"model.pretrained: {source}: unknown TorchGeo weights; known: {sorted(TORCHGEO)}")
-    entry = TORCHGEO[name]
-    if backbone != entry.backbone:
-        raise WeightsError(f"model.pretrained: {source} fits model.backbone={entry.backbone}, not {backbone}")
-    path, etag = fetch_url(entry.url)
+    entry, path, etag = _named(source, backbone, TORCHGEO, "TorchGeo weights")
     return Weights(path, source, etag, bands=entry.bands, scale=entry.scale)
 
 

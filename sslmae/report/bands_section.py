@@ -13,6 +13,7 @@ import pandas as pd
 
 from sslmae.bands import Bands, read_model_bands
 from sslmae.datasets.load import load_dataset
+from sslmae.datasets.records import LabeledImages
 from sslmae.loading.loaders import shard_reader
 from sslmae.loading.pixels import pixels_for
 from sslmae.report import band_figures, markup
@@ -28,10 +29,9 @@ def _stats_table(bands: Bands) -> pd.DataFrame:
     return table
 
 
-def _samples(dataset: Path | str, bands: Bands) -> tuple[np.ndarray, list[str]]:
+def _samples(data: LabeledImages) -> tuple[np.ndarray, list[str]]:
     """(tiles (N, C, H, W) at their stored size, ids) of the dataset's first images (a remote shard
     dataset's first shard through a temporary cache)."""
-    data = load_dataset(dataset)
     pixels = pixels_for(data.bands)
     rows = range(min(SAMPLES, len(data.ids)))
     with tempfile.TemporaryDirectory(prefix="sslmae-report-") as cache:
@@ -58,11 +58,11 @@ def bands_section(model_path: Path | None, dataset: Path | str | None) -> str | 
     if dataset is None:
         body += markup.note("no dataset given (--dataset): sample tiles and histograms skipped")
     else:
-        data_bands = load_dataset(dataset).bands
-        if data_bands is None or data_bands.names != bands.names:
+        data = load_dataset(dataset)
+        if data.bands is None or data.bands.names != bands.names:
             body += markup.note(f"{dataset} does not have the model's bands: sample tiles skipped")
         else:
-            tiles, ids = _samples(dataset, bands)
+            tiles, ids = _samples(data)
             body += markup.img(band_figures.composite(tiles, bands, ids), "false-colour composite of sample tiles")
             body += markup.img(band_figures.histograms(tiles, bands), "per-band histograms of sample tiles")
             body += markup.source(dataset)

@@ -21,7 +21,7 @@ from sslmae.bands import Bands
 from sslmae.datasets.band_plan import model_bands
 from sslmae.datasets.decode import ImageProblem
 from sslmae.loading.images import rgb_array
-from sslmae.loading.pixels import BandPixels
+from sslmae.loading.pixels import pixels_for
 
 
 class BadImage(ValueError):
@@ -88,7 +88,7 @@ def decode_bands(data: bytes, bands: Bands, size: int, limits: ImageLimits, wher
         arr = model_bands(data, bands, limits.max_pixels, limits.min_side)
     except ImageProblem as exc:
         raise BadImage(f"{where}: {exc}") from None
-    return BandPixels(bands.count, bands.dtype).resize(arr, size)
+    return pixels_for(bands).resize(arr, size)
 
 
 TENSOR_DTYPES = {"UINT8": "uint8", "UINT16": "uint16", "INT16": "int16", "FP32": "float32"}  # v2 datatype -> numpy

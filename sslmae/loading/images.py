@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sslmae.loading.pixels import RGB, chw_view, decode_rgb, rgb_array  # noqa: F401 (the RGB rule, re-exported)
+from sslmae.loading.pixels import RGB, decode_rgb, rgb_array  # noqa: F401 (the RGB rule, re-exported)
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """Decode `path` to (3, size, size) uint8 RGB (bilinear resize when needed)."""
-    return torch.from_numpy(RGB.decode(path, size)).permute(2, 0, 1).contiguous()
+    return RGB.owned(RGB.decode(path, size))
 
 
 class ImageTableDataset(Dataset):
@@ -77,10 +77,8 @@ class ImageTableDataset(Dataset):
     def __getitem__(self, i: int):
         if self.cache is not None:
             img = self.pixels.tensor(self.cache[self.rows[i]])
-        elif self.pixels is RGB:
-            img = load_image(self.paths[i], self.img_size)
         else:
-            img = self.pixels.tensor(self.pixels.decode(self.paths[i], self.img_size))
+            img = self.pixels.owned(self.pixels.decode(self.paths[i], self.img_size))
         return img, self.targets[i], torch.tensor(bool(self.labeled[i]))
 
     # A memory-mapped cache (as `open_cache` returns: a whole .npy file) travels to spawned
@@ -127,6 +125,5 @@ class ShardImageDataset(Dataset):
     def __getitem__(self, i: int):
         row = int(self.rows[i])
         data = self.pack.image(row) if self.pack is not None and row in self.pack else self.reader.image(row)
-        img = self.pixels.decode(data, self.img_size)
-        img = torch.from_numpy(img).permute(2, 0, 1).contiguous() if self.pixels is RGB else self.pixels.tensor(img)
+        img = self.pixels.owned(self.pixels.decode(data, self.img_size))
         return img, self.targets[i], torch.tensor(bool(self.labeled[i]))

@@ -75,6 +75,10 @@ class RgbPixels:
         """(S, S, 3) uint8 -> (3, S, S) uint8 view of the same memory."""
         return chw_view(row)
 
+    def owned(self, decoded: np.ndarray) -> torch.Tensor:
+        """A freshly decoded (S, S, 3) uint8 -> (3, S, S) uint8, a contiguous tensor of its own."""
+        return torch.from_numpy(decoded).permute(2, 0, 1).contiguous()
+
 
 @dataclass(frozen=True)
 class BandPixels:
@@ -112,6 +116,8 @@ class BandPixels:
     def tensor(self, row: np.ndarray) -> torch.Tensor:
         """(C, S, S) at the source dtype -> (C, S, S) float32 (exact for 8- and 16-bit values)."""
         return torch.from_numpy(np.asarray(row, dtype=np.float32))
+
+    owned = tensor  # a decoded array is already the tensor's own memory after the float32 copy
 
 
 RGB = RgbPixels()
